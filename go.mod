@@ -1,0 +1,3 @@
+module github.com/embedd/embedd
+
+go 1.26
