@@ -1,0 +1,50 @@
+# embedd — see README.md. Everything downloaded goes to $(EMBEDD_CACHE_DIR)
+# (default ~/.cache/embedd) and is verified by sha256.
+SHELL := /bin/bash
+export EMBEDD_CACHE_DIR ?= $(HOME)/.cache/embedd
+GO ?= go
+BIN := bin/embedd
+MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8
+PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
+
+.PHONY: all build setup run test test-short vet bench golden fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/embedd
+
+# Download and verify the ONNX Runtime library and the models (cached).
+setup: build
+	$(BIN) runtime pull
+	$(BIN) models pull $(MODELS)
+
+# Set up, then embed a sentence with the default model.
+run: setup
+	$(BIN) embed "embedd turns text into vectors"
+
+vet:
+	$(GO) vet ./...
+
+# The test command of the README and CI: real runtime, real models.
+test: setup vet
+	EMBEDD_REQUIRE_ASSETS=1 $(GO) test -race -count=1 ./...
+
+# Pure-Go tests only (no downloads); tests that need assets are skipped.
+test-short:
+	$(GO) test -count=1 ./...
+
+# Benchmarks: Go micro-benchmarks, the quantization quality report and the
+# Python baselines, side by side. Results are printed and written to bench/out/.
+bench: setup
+	scripts/bench.sh
+
+# Regenerate golden files with the reference implementations (Python).
+golden: setup
+	scripts/golden.sh
+
+fuzz:
+	$(GO) test ./internal/tokenize -run '^$$' -fuzz FuzzEncode -fuzztime 60s
+
+clean:
+	rm -rf bin bench/out

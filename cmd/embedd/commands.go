@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"text/tabwriter"
+
+	"github.com/embedd/embedd/internal/accel"
+	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/quant"
+)
+
+// maxStdinLine bounds one line read by `embed -`.
+const maxStdinLine = 1 << 20
+
+func newFlagSet(name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: embedd %s [flags] %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+type embedItem struct {
+	Index     int       `json:"index"`
+	Tokens    int       `json:"tokens"`
+	Embedding []float32 `json:"embedding,omitempty"`
+	Int8      []int8    `json:"int8,omitempty"`
+	Scale     *float32  `json:"scale,omitempty"`
+	Binary    []byte    `json:"binary,omitempty"` // base64 in JSON: packed sign bits, MSB first
+}
+
+type embedOutput struct {
+	Model   string      `json:"model"`
+	Version string      `json:"version"`
+	Dims    int         `json:"dims"`
+	Output  string      `json:"output"`
+	Device  string      `json:"device"`
+	Data    []embedItem `json:"data"`
+}
+
+func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
+	var c common
+	fs := newFlagSet("embed", "TEXT...")
+	c.register(fs)
+	model := fs.String("model", envOr("EMBEDD_MODEL", "all-minilm-l6-v2"), "model name (env EMBEDD_MODEL)")
+	output := fs.String("output", "float32", "float32, int8 (per-vector scale) or binary (packed sign bits)")
+	dims := fs.Int("dimensions", 0, "keep the first N dimensions and renormalize (0 = all)")
+	truncate := fs.Bool("truncate", true, "cut texts longer than the model's max_seq_len; false makes them an error")
+	noNorm := fs.Bool("no-normalize", false, "skip L2 normalization")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	texts := fs.Args()
+	if len(texts) == 1 && texts[0] == "-" {
+		var err error
+		if texts, err = readLines(stdin); err != nil {
+			return err
+		}
+	}
+	if len(texts) == 0 {
+		return fmt.Errorf("%w: embed needs at least one TEXT", errUsage)
+	}
+	switch *output {
+	case "float32", "int8", "binary":
+	default:
+		return fmt.Errorf("%w: --output %q: want float32, int8 or binary", errUsage, *output)
+	}
+	eng, err := c.engine(logger)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	m, err := eng.Load(ctx, *model)
+	if err != nil {
+		return err
+	}
+	opts := engine.EmbedOptions{Truncate: *truncate, Dimensions: *dims}
+	if *noNorm {
+		f := false
+		opts.Normalize = &f
+	}
+	res, err := m.Embed(ctx, texts, opts)
+	if err != nil {
+		return err
+	}
+	out := embedOutput{Model: res.Model, Version: res.Version, Output: *output, Device: m.Device().String(), Data: make([]embedItem, len(res.Vectors))}
+	for i, v := range res.Vectors {
+		out.Dims = len(v)
+		it := embedItem{Index: i, Tokens: res.Tokens[i]}
+		switch *output {
+		case "float32":
+			it.Embedding = v
+		case "int8":
+			q, err := quant.QuantizeInt8(v)
+			if err != nil {
+				return fmt.Errorf("texts[%d]: %w", i, err)
+			}
+			it.Int8, it.Scale = q.Codes, &q.Scale
+		case "binary":
+			it.Binary = quant.PackBits(v)
+		}
+		out.Data[i] = it
+	}
+	enc := json.NewEncoder(stdout)
+	return enc.Encode(out)
+}
+
+func readLines(r io.Reader) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxStdinLine)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read stdin line %d: %w (limit %d bytes a line)", len(lines)+1, err, maxStdinLine)
+	}
+	return lines, nil
+}
+
+func cmdModelsList(args []string, stdout io.Writer, logger *slog.Logger) error {
+	var c common
+	fs := newFlagSet("models list", "")
+	c.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cat, err := c.catalog()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDIMS\tPOOLING\tMAX_SEQ_LEN\tVERSION\tPULLED")
+	for _, name := range cat.Names() {
+		m, _ := cat.Get(name)
+		pulled := "yes"
+		if pull.Verify(c.cacheDir, m) != nil {
+			pulled = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", m.Name, m.Dims, m.Pooling, m.MaxSeqLen, m.Version, pulled)
+	}
+	return tw.Flush()
+}
+
+func cmdModelsPull(ctx context.Context, args []string, logger *slog.Logger) error {
+	var c common
+	fs := newFlagSet("models pull", "NAME...")
+	c.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: models pull needs at least one NAME", errUsage)
+	}
+	cat, err := c.catalog()
+	if err != nil {
+		return err
+	}
+	p := pull.New(pull.Options{Dir: c.cacheDir, Logger: logger})
+	for _, name := range fs.Args() {
+		m, err := cat.Get(name)
+		if err != nil {
+			return err
+		}
+		if err := p.Pull(ctx, m); err != nil {
+			return err
+		}
+		logger.Info("model ready", "model", name, "dir", pull.ModelDir(c.cacheDir, m))
+	}
+	return nil
+}
+
+func cmdModelsVerify(args []string, stdout io.Writer, logger *slog.Logger) error {
+	var c common
+	fs := newFlagSet("models verify", "NAME...")
+	c.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cat, err := c.catalog()
+	if err != nil {
+		return err
+	}
+	for _, name := range fs.Args() {
+		m, err := cat.Get(name)
+		if err != nil {
+			return err
+		}
+		if err := pull.Verify(c.cacheDir, m); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", name)
+	}
+	return nil
+}
+
+func cmdRuntimePull(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
+	var c common
+	fs := newFlagSet("runtime pull", "")
+	c.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	path, err := pull.New(pull.Options{Dir: c.cacheDir, Logger: logger}).PullRuntime(ctx, pull.DefaultRuntime)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, path)
+	return nil
+}
+
+func cmdVersion(args []string, stdout io.Writer, logger *slog.Logger) error {
+	var c common
+	fs := newFlagSet("version", "")
+	c.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "embedd (go %s %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	lib := c.runtimePath()
+	if err := accel.Init(lib); err != nil {
+		fmt.Fprintf(stdout, "onnx runtime: not loaded: %v\n", err)
+		return nil
+	}
+	fmt.Fprintf(stdout, "onnx runtime: %s (%s)\n", accel.RuntimeVersion(), lib)
+	if gpus, err := accel.CUDADevices(); err != nil {
+		fmt.Fprintf(stdout, "cuda devices: %v\n", err)
+	} else {
+		for _, g := range gpus {
+			fmt.Fprintf(stdout, "cuda:%d %s %d MiB cc %s\n", g.Ordinal, g.Name, g.MemoryBytes>>20, g.ComputeCapability)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+// Command embedd turns text into embedding vectors.
+//
+// Usage:
+//
+//	embedd embed [flags] TEXT...        embed texts and print JSON
+//	embedd models list                  list known models and whether they are pulled
+//	embedd models pull NAME...          download and verify model files
+//	embedd models verify NAME...        check model files against their sha256
+//	embedd runtime pull                 download and verify the ONNX Runtime library
+//	embedd version                      print versions
+//
+// Settings come from flags, then environment variables, then defaults:
+//
+//	--cache-dir   EMBEDD_CACHE_DIR   $XDG_CACHE_HOME/embedd or ~/.cache/embedd
+//	--ort-lib     EMBEDD_ORT_LIB     <cache-dir>/lib/onnxruntime-1.30.0/libonnxruntime.so.1
+//	--models-dir  EMBEDD_MODELS_DIR  extra manifests (<dir>/<name>/manifest.yaml), none by default
+//	--provider    EMBEDD_PROVIDER    cpu (or cuda, which falls back to cpu with the reason logged)
+//	--threads     EMBEDD_THREADS     0 (ONNX Runtime's choice)
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "embedd:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `embedd turns text into embedding vectors.
+
+Commands:
+  embed [flags] TEXT...     embed texts and print JSON (TEXT "-" reads lines from stdin)
+  models list               list known models
+  models pull NAME...       download and verify model files
+  models verify NAME...     check model files against their sha256
+  runtime pull              download and verify the ONNX Runtime library
+  version                   print versions
+
+Run "embedd COMMAND -h" for the flags of a command.`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command\n\n%s", errUsage, usage)
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "embed":
+		return cmdEmbed(ctx, rest, stdin, stdout, logger)
+	case "models":
+		if len(rest) == 0 {
+			return fmt.Errorf("%w: models needs list, pull or verify", errUsage)
+		}
+		switch rest[0] {
+		case "list":
+			return cmdModelsList(rest[1:], stdout, logger)
+		case "pull":
+			return cmdModelsPull(ctx, rest[1:], logger)
+		case "verify":
+			return cmdModelsVerify(rest[1:], stdout, logger)
+		}
+		return fmt.Errorf("%w: unknown models command %q", errUsage, rest[0])
+	case "runtime":
+		if len(rest) == 0 || rest[0] != "pull" {
+			return fmt.Errorf("%w: runtime needs pull", errUsage)
+		}
+		return cmdRuntimePull(ctx, rest[1:], stdout, logger)
+	case "version":
+		return cmdVersion(rest, stdout, logger)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown command %q\n\n%s", errUsage, cmd, usage)
+	}
+}

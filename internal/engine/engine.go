@@ -1,0 +1,488 @@
+// Package engine turns texts into embeddings: it loads the models a catalog
+// describes, tokenizes, batches by length, runs the encoder through
+// internal/accel, pools (mean over the attention mask, or CLS), optionally
+// truncates to fewer dimensions (Matryoshka) and L2-normalizes.
+//
+// Invariants:
+//   - Every text of a call is validated and tokenized before any model work;
+//     a call with a bad text fails as a whole with an *InputError that names
+//     every bad index, and nothing is computed.
+//   - Vectors come back in the order of the texts, whatever order the
+//     length-sorted sub-batches ran in.
+//   - A padded batch never exceeds Options.MaxBatch rows nor
+//     Options.MaxBatchTokens padded tokens (except a single text longer than
+//     the token budget, which runs alone).
+//   - Buffers are pooled per model; steady-state embedding does not grow the
+//     heap (see BenchmarkEmbedMemory).
+//
+// Concurrency: Engine and Model are safe for concurrent use. Load is
+// idempotent: the first call loads, later calls return the same *Model.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/embedd/embedd/internal/accel"
+	"github.com/embedd/embedd/internal/manifest"
+	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/tokenize"
+)
+
+// Errors of the engine. Callers map them to transport codes with errors.Is.
+var (
+	// ErrInvalidInput reports a bad request argument (texts, dimensions).
+	ErrInvalidInput = errors.New("engine: invalid input")
+	// ErrUnknownModel reports a model name the catalog does not have.
+	ErrUnknownModel = manifest.ErrUnknownModel
+	// ErrClosed reports use of a closed Engine.
+	ErrClosed = errors.New("engine: closed")
+)
+
+// Options configures an Engine. Zero fields take the DefaultOptions values.
+type Options struct {
+	// CacheDir holds models/<name>/ as laid out by internal/pull. Required.
+	CacheDir string
+	// Accel chooses the execution provider and thread counts.
+	Accel accel.Options
+	// MaxBatch is the most texts run through the model at once. Default 32.
+	MaxBatch int
+	// MaxBatchTokens bounds rows*padded length of one model run. Default 8192.
+	MaxBatchTokens int
+	// MaxTexts is the most texts one Embed call accepts. Default 1024.
+	MaxTexts int
+	// MaxTextBytes is the longest text, in bytes, accepted. Default 65536.
+	MaxTextBytes int
+	// SkipVerify skips the sha256 check of model files at load. Default false.
+	SkipVerify bool
+	// Logger receives load events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the defaults documented on Options.
+func DefaultOptions() Options {
+	return Options{
+		Accel:          accel.DefaultOptions(),
+		MaxBatch:       32,
+		MaxBatchTokens: 8192,
+		MaxTexts:       1024,
+		MaxTextBytes:   64 << 10,
+	}
+}
+
+func (o *Options) fill() {
+	d := DefaultOptions()
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = d.MaxBatch
+	}
+	if o.MaxBatchTokens <= 0 {
+		o.MaxBatchTokens = d.MaxBatchTokens
+	}
+	if o.MaxTexts <= 0 {
+		o.MaxTexts = d.MaxTexts
+	}
+	if o.MaxTextBytes <= 0 {
+		o.MaxTextBytes = d.MaxTextBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Engine holds loaded models.
+type Engine struct {
+	catalog *manifest.Catalog
+	opts    Options
+
+	mu     sync.Mutex // guards models and closed
+	models map[string]*loading
+	closed bool
+}
+
+// loading lets concurrent Load calls of one model wait for a single load.
+type loading struct {
+	done  chan struct{}
+	model *Model
+	err   error
+}
+
+// New returns an Engine that loads models from catalog on demand.
+func New(catalog *manifest.Catalog, opts Options) *Engine {
+	opts.fill()
+	return &Engine{catalog: catalog, opts: opts, models: make(map[string]*loading)}
+}
+
+// Load returns the model called name, loading it on first use.
+func (e *Engine) Load(ctx context.Context, name string) (*Model, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	l, ok := e.models[name]
+	if !ok {
+		l = &loading{done: make(chan struct{})}
+		e.models[name] = l
+		e.mu.Unlock()
+		l.model, l.err = e.load(name)
+		if l.err != nil {
+			e.mu.Lock()
+			delete(e.models, name) // let a later call retry
+			e.mu.Unlock()
+		}
+		close(l.done)
+	} else {
+		e.mu.Unlock()
+	}
+	select {
+	case <-l.done:
+		return l.model, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *Engine) load(name string) (*Model, error) {
+	man, err := e.catalog.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	if !e.opts.SkipVerify {
+		if err := pull.Verify(e.opts.CacheDir, man); err != nil {
+			return nil, err
+		}
+	}
+	dir := pull.ModelDir(e.opts.CacheDir, man)
+	tok, err := tokenize.Load(dir + "/" + man.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("engine: model %s: %w", name, err)
+	}
+	enc, err := accel.NewEncoder(accel.ModelSpec{
+		Path:          dir + "/" + man.ONNX,
+		InputIDs:      man.Inputs.InputIDs,
+		AttentionMask: man.Inputs.AttentionMask,
+		TokenTypeIDs:  man.Inputs.TokenTypeIDs,
+		Output:        man.Output,
+		Hidden:        man.Dims,
+	}, e.opts.Accel)
+	if err != nil {
+		return nil, fmt.Errorf("engine: model %s: %w", name, err)
+	}
+	e.opts.Logger.Info("model loaded", "model", name, "version", man.Version, "device", enc.Device().String(), "fallback", enc.Device().Fallback)
+	return &Model{man: man, tok: tok, enc: enc, opts: &e.opts}, nil
+}
+
+// Models lists the names in the catalog.
+func (e *Engine) Models() []string { return e.catalog.Names() }
+
+// Manifest returns the manifest of name without loading it.
+func (e *Engine) Manifest(name string) (*manifest.Model, error) { return e.catalog.Get(name) }
+
+// Embed loads model if needed and embeds texts with it.
+func (e *Engine) Embed(ctx context.Context, model string, texts []string, o EmbedOptions) (*Result, error) {
+	m, err := e.Load(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	return m.Embed(ctx, texts, o)
+}
+
+// Close releases every loaded model.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	var errs []error
+	for name, l := range e.models {
+		<-l.done
+		if l.model != nil {
+			errs = append(errs, l.model.enc.Close())
+		}
+		delete(e.models, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Model is one loaded model.
+type Model struct {
+	man  *manifest.Model
+	tok  *tokenize.Tokenizer
+	enc  accel.Encoder
+	opts *Options
+	bufs sync.Pool // *buffers
+}
+
+// Manifest describes the model.
+func (m *Model) Manifest() *manifest.Model { return m.man }
+
+// Device reports where the model runs.
+func (m *Model) Device() accel.Device { return m.enc.Device() }
+
+// EmbedOptions are per-call choices.
+type EmbedOptions struct {
+	// Truncate cuts texts longer than the model's max_seq_len; when false such
+	// a text is an error naming its index and token count.
+	Truncate bool
+	// Dimensions, if > 0, keeps only the first Dimensions values (Matryoshka)
+	// before normalization. It must be allowed by the manifest.
+	Dimensions int
+	// Normalize overrides the manifest's normalize setting when not nil.
+	Normalize *bool
+}
+
+// Result holds one vector per input text, in input order.
+type Result struct {
+	Model   string
+	Version string
+	// Vectors[i] is the embedding of texts[i].
+	Vectors [][]float32
+	// Tokens[i] is the number of tokens the model saw for texts[i] (special
+	// tokens included, after truncation).
+	Tokens []int
+}
+
+// ItemError is the failure of one text of a call.
+type ItemError struct {
+	Index int
+	Err   error
+}
+
+func (e *ItemError) Error() string { return fmt.Sprintf("texts[%d]: %v", e.Index, e.Err) }
+func (e *ItemError) Unwrap() error { return e.Err }
+
+// InputError lists every bad text of a call. It matches ErrInvalidInput.
+type InputError struct {
+	Items []*ItemError
+}
+
+func (e *InputError) Error() string {
+	const show = 5
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d invalid text(s): ", len(e.Items))
+	for i, it := range e.Items {
+		if i == show {
+			fmt.Fprintf(&b, "; and %d more", len(e.Items)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(it.Error())
+	}
+	return b.String()
+}
+
+func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// Unwrap exposes the item errors to errors.Is / errors.As.
+func (e *InputError) Unwrap() []error {
+	errs := make([]error, len(e.Items))
+	for i, it := range e.Items {
+		errs[i] = it
+	}
+	return errs
+}
+
+// Tokenized is a validated, tokenized text ready for a batch.
+type Tokenized struct {
+	IDs     []int32
+	TypeIDs []int32
+}
+
+// Tokenize validates and tokenizes texts. On any bad text it returns an
+// *InputError naming each bad index.
+func (m *Model) Tokenize(texts []string, truncate bool) ([]Tokenized, error) {
+	if len(texts) == 0 {
+		return nil, fmt.Errorf("%w: no texts", ErrInvalidInput)
+	}
+	if len(texts) > m.opts.MaxTexts {
+		return nil, fmt.Errorf("%w: %d texts; limit %d", ErrInvalidInput, len(texts), m.opts.MaxTexts)
+	}
+	out := make([]Tokenized, len(texts))
+	var bad []*ItemError
+	for i, t := range texts {
+		if len(t) > m.opts.MaxTextBytes {
+			bad = append(bad, &ItemError{i, fmt.Errorf("text is %d bytes; limit %d", len(t), m.opts.MaxTextBytes)})
+			continue
+		}
+		enc, err := m.tok.Encode(t, m.man.MaxSeqLen, truncate)
+		if err != nil {
+			bad = append(bad, &ItemError{i, err})
+			continue
+		}
+		out[i] = Tokenized{IDs: enc.IDs, TypeIDs: enc.TypeIDs}
+	}
+	if len(bad) > 0 {
+		return nil, &InputError{Items: bad}
+	}
+	return out, nil
+}
+
+// Embed embeds texts.
+func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (*Result, error) {
+	dims, normalize, err := m.outputShape(o)
+	if err != nil {
+		return nil, err
+	}
+	toks, err := m.Tokenize(texts, o.Truncate)
+	if err != nil {
+		return nil, err
+	}
+	vecs := make([][]float32, len(toks))
+	flat := make([]float32, len(toks)*dims)
+	for i := range vecs {
+		vecs[i] = flat[i*dims : (i+1)*dims : (i+1)*dims]
+	}
+	if err := m.Run(ctx, toks, dims, normalize, vecs); err != nil {
+		return nil, err
+	}
+	res := &Result{Model: m.man.Name, Version: m.man.Version, Vectors: vecs, Tokens: make([]int, len(toks))}
+	for i, t := range toks {
+		res.Tokens[i] = len(t.IDs)
+	}
+	return res, nil
+}
+
+func (m *Model) outputShape(o EmbedOptions) (dims int, normalize bool, err error) {
+	dims, normalize = m.man.Dims, m.man.Normalize
+	if o.Normalize != nil {
+		normalize = *o.Normalize
+	}
+	if o.Dimensions != 0 {
+		if !m.man.AllowsDims(o.Dimensions) {
+			if o.Dimensions < 0 || o.Dimensions > m.man.Dims {
+				return 0, false, fmt.Errorf("%w: dimensions %d out of range [1, %d] for model %s", ErrInvalidInput, o.Dimensions, m.man.Dims, m.man.Name)
+			}
+			return 0, false, fmt.Errorf("%w: dimensions %d not allowed for model %s (allowed: %v)", ErrInvalidInput, o.Dimensions, m.man.Name, m.man.MatryoshkaDims)
+		}
+		dims = o.Dimensions
+	}
+	return dims, normalize, nil
+}
+
+// Run computes the vectors of already tokenized texts into out (len(out) ==
+// len(toks), each of length dims). It groups texts of similar length to cut
+// padding and honours ctx between and during model runs.
+func (m *Model) Run(ctx context.Context, toks []Tokenized, dims int, normalize bool, out [][]float32) error {
+	order := make([]int, len(toks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return len(toks[a].IDs) - len(toks[b].IDs) })
+	for start := 0; start < len(order); {
+		end := start + 1
+		for end < len(order) && end-start < m.opts.MaxBatch &&
+			(end-start+1)*len(toks[order[end]].IDs) <= m.opts.MaxBatchTokens {
+			end++
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := m.runBatch(ctx, toks, order[start:end], dims, normalize, out); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// buffers are reused across batches of one model.
+type buffers struct {
+	ids, mask, types []int64
+	hidden           []float32
+	acc              []float32
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+func (m *Model) runBatch(ctx context.Context, toks []Tokenized, rows []int, dims int, normalize bool, out [][]float32) error {
+	seq := 0
+	for _, r := range rows {
+		seq = max(seq, len(toks[r].IDs))
+	}
+	n := len(rows) * seq
+	hid := m.enc.Hidden()
+	b, _ := m.bufs.Get().(*buffers)
+	if b == nil {
+		b = &buffers{}
+	}
+	defer m.bufs.Put(b)
+	b.ids, b.mask, b.types = grow(b.ids, n), grow(b.mask, n), grow(b.types, n)
+	b.hidden, b.acc = grow(b.hidden, n*hid), grow(b.acc, hid)
+	clear(b.ids)
+	clear(b.mask)
+	clear(b.types)
+	for i, r := range rows {
+		row := toks[r]
+		for j, id := range row.IDs {
+			b.ids[i*seq+j] = int64(id)
+			b.mask[i*seq+j] = 1
+		}
+		for j, t := range row.TypeIDs {
+			b.types[i*seq+j] = int64(t)
+		}
+	}
+	batch := accel.Batch{Size: len(rows), SeqLen: seq, IDs: b.ids, Mask: b.mask, TypeIDs: b.types}
+	if err := m.enc.Encode(ctx, batch, b.hidden); err != nil {
+		return err
+	}
+	for i, r := range rows {
+		states := b.hidden[i*seq*hid : (i+1)*seq*hid]
+		pool(m.man.Pooling, states, len(toks[r].IDs), hid, b.acc)
+		finish(out[r], b.acc[:dims], normalize)
+	}
+	return nil
+}
+
+// pool writes the pooled vector of one row's hidden states ([seq, hid],
+// the first valid positions unmasked) into acc.
+func pool(p manifest.Pooling, states []float32, valid, hid int, acc []float32) {
+	switch p {
+	case manifest.PoolCLS:
+		copy(acc, states[:hid])
+	default: // mean over the attention mask
+		clear(acc)
+		for t := 0; t < valid; t++ {
+			row := states[t*hid : (t+1)*hid]
+			for k, v := range row {
+				acc[k] += v
+			}
+		}
+		inv := 1 / float32(max(valid, 1))
+		for k := range acc {
+			acc[k] *= inv
+		}
+	}
+}
+
+// finish copies v into dst, L2-normalizing if asked. A zero vector stays zero.
+func finish(dst, v []float32, normalize bool) {
+	if !normalize {
+		copy(dst, v)
+		return
+	}
+	var ss float64
+	for _, x := range v {
+		ss += float64(x) * float64(x)
+	}
+	norm := math.Sqrt(ss)
+	if norm < 1e-12 {
+		copy(dst, v)
+		return
+	}
+	inv := float32(1 / norm)
+	for k, x := range v {
+		dst[k] = x * inv
+	}
+}
