@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/embedd/embedd/internal/accel"
+	"github.com/embedd/embedd/internal/bertonnx"
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/quant"
@@ -116,7 +117,11 @@ func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 			}
 			it.Int8, it.Scale = q.Codes, &q.Scale
 		case "binary":
-			it.Binary = quant.PackBits(v)
+			b, err := quant.PackBinary(v)
+			if err != nil {
+				return fmt.Errorf("texts[%d]: %w", i, err)
+			}
+			it.Binary = b
 		}
 		out.Data[i] = it
 	}
@@ -249,5 +254,27 @@ func cmdVersion(args []string, stdout io.Writer, logger *slog.Logger) error {
 			fmt.Fprintf(stdout, "cuda:%d %s %d MiB cc %s\n", g.Ordinal, g.Name, g.MemoryBytes>>20, g.ComputeCapability)
 		}
 	}
+	return nil
+}
+
+func cmdModelsExport(args []string, stdout io.Writer) error {
+	fs := newFlagSet("models export", "")
+	config := fs.String("config", "", "Hugging Face config.json of a BERT model (required)")
+	weights := fs.String("weights", "", "model.safetensors with the BERT weights, fp32 (required)")
+	out := fs.String("out", "", "where to write model.onnx (required; written atomically)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *config == "" || *weights == "" || *out == "" {
+		return fmt.Errorf("%w: models export needs --config, --weights and --out", errUsage)
+	}
+	if err := bertonnx.ExportFile(*out, *config, *weights); err != nil {
+		return err
+	}
+	sum, err := pull.FileSHA256(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s sha256 %s\n", *out, sum)
 	return nil
 }

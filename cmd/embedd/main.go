@@ -6,6 +6,7 @@
 //	embedd models list                  list known models and whether they are pulled
 //	embedd models pull NAME...          download and verify model files
 //	embedd models verify NAME...        check model files against their sha256
+//	embedd models export ...            build an ONNX BERT encoder from safetensors
 //	embedd runtime pull                 download and verify the ONNX Runtime library
 //	embedd version                      print versions
 //
@@ -51,6 +52,7 @@ Commands:
   models list               list known models
   models pull NAME...       download and verify model files
   models verify NAME...     check model files against their sha256
+  models export [flags]     build an ONNX BERT encoder from config.json + safetensors
   runtime pull              download and verify the ONNX Runtime library
   version                   print versions
 
@@ -65,7 +67,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdEmbed(ctx, rest, stdin, stdout, logger)
 	case "models":
 		if len(rest) == 0 {
-			return fmt.Errorf("%w: models needs list, pull or verify", errUsage)
+			return fmt.Errorf("%w: models needs list, pull, verify or export", errUsage)
 		}
 		switch rest[0] {
 		case "list":
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 			return cmdModelsPull(ctx, rest[1:], logger)
 		case "verify":
 			return cmdModelsVerify(rest[1:], stdout, logger)
+		case "export":
+			return cmdModelsExport(rest[1:], stdout)
 		}
 		return fmt.Errorf("%w: unknown models command %q", errUsage, rest[0])
 	case "runtime":

