@@ -7,7 +7,7 @@ BIN := bin/embedd
 MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8
 PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
 
-.PHONY: all build setup run test test-short vet bench golden fuzz clean
+.PHONY: all build setup run serve test test-short vet bench golden proto fuzz clean
 
 all: build
 
@@ -22,6 +22,10 @@ setup: build
 # Set up, then embed a sentence with the default model.
 run: setup
 	$(BIN) embed "embedd turns text into vectors"
+
+# Set up, then run the gRPC server on 127.0.0.1:50051 (metrics on :9090).
+serve: setup
+	$(BIN) serve
 
 vet:
 	$(GO) vet ./...
@@ -42,6 +46,10 @@ bench: setup
 # Regenerate golden files with the reference implementations (Python).
 golden: setup
 	scripts/golden.sh
+
+# Regenerate proto/embedd/v1/*.pb.go with pinned protoc and plugins.
+proto:
+	scripts/proto.sh
 
 fuzz:
 	$(GO) test ./internal/tokenize -run '^$$' -fuzz FuzzEncode -fuzztime 60s

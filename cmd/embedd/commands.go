@@ -62,12 +62,12 @@ func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	var c common
 	fs := newFlagSet("embed", "TEXT...")
 	c.register(fs)
-	model := fs.String("model", envOr("EMBEDD_MODEL", "all-minilm-l6-v2"), "model name (env EMBEDD_MODEL)")
+	model := fs.String("model", "all-minilm-l6-v2", "model name")
 	output := fs.String("output", "float32", "float32, int8 (per-vector scale) or binary (packed sign bits)")
 	dims := fs.Int("dimensions", 0, "keep the first N dimensions and renormalize (0 = all)")
 	truncate := fs.Bool("truncate", true, "cut texts longer than the model's max_seq_len; false makes them an error")
 	noNorm := fs.Bool("no-normalize", false, "skip L2 normalization")
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	texts := fs.Args()
@@ -146,7 +146,7 @@ func cmdModelsList(args []string, stdout io.Writer, logger *slog.Logger) error {
 	var c common
 	fs := newFlagSet("models list", "")
 	c.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	cat, err := c.catalog()
@@ -170,7 +170,7 @@ func cmdModelsPull(ctx context.Context, args []string, logger *slog.Logger) erro
 	var c common
 	fs := newFlagSet("models pull", "NAME...")
 	c.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -198,7 +198,7 @@ func cmdModelsVerify(args []string, stdout io.Writer, logger *slog.Logger) error
 	var c common
 	fs := newFlagSet("models verify", "NAME...")
 	c.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	cat, err := c.catalog()
@@ -222,7 +222,7 @@ func cmdRuntimePull(ctx context.Context, args []string, stdout io.Writer, logger
 	var c common
 	fs := newFlagSet("runtime pull", "")
 	c.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	path, err := pull.New(pull.Options{Dir: c.cacheDir, Logger: logger}).PullRuntime(ctx, pull.DefaultRuntime)
@@ -237,7 +237,7 @@ func cmdVersion(args []string, stdout io.Writer, logger *slog.Logger) error {
 	var c common
 	fs := newFlagSet("version", "")
 	c.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "embedd (go %s %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)

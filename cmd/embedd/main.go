@@ -2,6 +2,7 @@
 //
 // Usage:
 //
+//	embedd serve [flags]                run the gRPC server (127.0.0.1:50051, metrics on :9090)
 //	embedd embed [flags] TEXT...        embed texts and print JSON
 //	embedd models list                  list known models and whether they are pulled
 //	embedd models pull NAME...          download and verify model files
@@ -10,13 +11,8 @@
 //	embedd runtime pull                 download and verify the ONNX Runtime library
 //	embedd version                      print versions
 //
-// Settings come from flags, then environment variables, then defaults:
-//
-//	--cache-dir   EMBEDD_CACHE_DIR   $XDG_CACHE_HOME/embedd or ~/.cache/embedd
-//	--ort-lib     EMBEDD_ORT_LIB     <cache-dir>/lib/onnxruntime-1.30.0/libonnxruntime.so.1
-//	--models-dir  EMBEDD_MODELS_DIR  extra manifests (<dir>/<name>/manifest.yaml), none by default
-//	--provider    EMBEDD_PROVIDER    cpu (or cuda, which falls back to cpu with the reason logged)
-//	--threads     EMBEDD_THREADS     0 (ONNX Runtime's choice)
+// Every flag can also be set by an environment variable EMBEDD_<FLAG> or a
+// YAML file (--config); see resolve in config.go for the precedence.
 package main
 
 import (
@@ -48,6 +44,7 @@ var errUsage = errors.New("usage")
 const usage = `embedd turns text into embedding vectors.
 
 Commands:
+  serve [flags]             run the gRPC embedding server (default 127.0.0.1:50051)
   embed [flags] TEXT...     embed texts and print JSON (TEXT "-" reads lines from stdin)
   models list               list known models
   models pull NAME...       download and verify model files
@@ -63,6 +60,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return fmt.Errorf("%w: no command\n\n%s", errUsage, usage)
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return cmdServe(ctx, rest, logger)
 	case "embed":
 		return cmdEmbed(ctx, rest, stdin, stdout, logger)
 	case "models":

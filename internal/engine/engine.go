@@ -1,19 +1,23 @@
 // Package engine turns texts into embeddings: it loads the models a catalog
-// describes, tokenizes, batches by length, runs the encoder through
-// internal/accel, pools (mean over the attention mask, or CLS), optionally
-// truncates to fewer dimensions (Matryoshka) and L2-normalizes.
+// describes, tokenizes in the caller's goroutine, hands the tokenized texts to
+// the model's dynamic batcher (internal/batch), which groups texts of many
+// callers by length into padded batches that a worker runs through the
+// encoder (internal/accel); each text is pooled (mean over the attention
+// mask, or CLS) in the batch, then truncated to fewer dimensions
+// (Matryoshka) and L2-normalized for its own caller.
 //
 // Invariants:
 //   - Every text of a call is validated and tokenized before any model work;
 //     a call with a bad text fails as a whole with an *InputError that names
-//     every bad index, and nothing is computed.
-//   - Vectors come back in the order of the texts, whatever order the
-//     length-sorted sub-batches ran in.
-//   - A padded batch never exceeds Options.MaxBatch rows nor
-//     Options.MaxBatchTokens padded tokens (except a single text longer than
-//     the token budget, which runs alone).
+//     every bad index, and nothing is computed. A bad text never reaches a
+//     batch, so it cannot fail another caller's texts.
+//   - Vectors come back in the order of the texts, whatever batches they ran in.
+//   - A padded batch never exceeds Options.Batch.MaxBatchSize rows nor
+//     MaxBatchTokens padded tokens (a single text longer than the token
+//     budget runs alone).
 //   - Buffers are pooled per model; steady-state embedding does not grow the
 //     heap (see BenchmarkEmbedMemory).
+//   - Shutdown drains: texts accepted before it are computed.
 //
 // Concurrency: Engine and Model are safe for concurrent use. Load is
 // idempotent: the first call loads, later calls return the same *Model.
@@ -25,11 +29,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/embedd/embedd/internal/accel"
+	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/tokenize"
@@ -51,10 +55,13 @@ type Options struct {
 	CacheDir string
 	// Accel chooses the execution provider and thread counts.
 	Accel accel.Options
-	// MaxBatch is the most texts run through the model at once. Default 32.
-	MaxBatch int
-	// MaxBatchTokens bounds rows*padded length of one model run. Default 8192.
-	MaxBatchTokens int
+	// Batch configures each model's dynamic batcher (size, token budget,
+	// queue delay, queue size, workers). Its Observer field is ignored; use
+	// Observer.
+	Batch batch.Options
+	// Observer, if set, returns the batch observer (metrics) of a model on a
+	// backend, e.g. (*metrics.Metrics).ForModel.
+	Observer func(model, backend string) batch.Observer
 	// MaxTexts is the most texts one Embed call accepts. Default 1024.
 	MaxTexts int
 	// MaxTextBytes is the longest text, in bytes, accepted. Default 65536.
@@ -68,22 +75,15 @@ type Options struct {
 // DefaultOptions returns the defaults documented on Options.
 func DefaultOptions() Options {
 	return Options{
-		Accel:          accel.DefaultOptions(),
-		MaxBatch:       32,
-		MaxBatchTokens: 8192,
-		MaxTexts:       1024,
-		MaxTextBytes:   64 << 10,
+		Accel:        accel.DefaultOptions(),
+		Batch:        batch.DefaultOptions(),
+		MaxTexts:     1024,
+		MaxTextBytes: 64 << 10,
 	}
 }
 
 func (o *Options) fill() {
 	d := DefaultOptions()
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = d.MaxBatch
-	}
-	if o.MaxBatchTokens <= 0 {
-		o.MaxBatchTokens = d.MaxBatchTokens
-	}
 	if o.MaxTexts <= 0 {
 		o.MaxTexts = d.MaxTexts
 	}
@@ -174,8 +174,33 @@ func (e *Engine) load(name string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: model %s: %w", name, err)
 	}
-	e.opts.Logger.Info("model loaded", "model", name, "version", man.Version, "device", enc.Device().String(), "fallback", enc.Device().Fallback)
-	return &Model{man: man, tok: tok, enc: enc, opts: &e.opts}, nil
+	m := &Model{man: man, tok: tok, enc: enc, opts: &e.opts}
+	bopts := e.opts.Batch
+	bopts.Observer = nil
+	if e.opts.Observer != nil {
+		bopts.Observer = e.opts.Observer(name, m.Backend())
+	}
+	if m.batcher, err = batch.New(m.runBatch, bopts); err != nil {
+		return nil, errors.Join(fmt.Errorf("engine: model %s: %w", name, err), enc.Close())
+	}
+	e.opts.Logger.Info("model loaded", "model", name, "version", man.Version, "backend", m.Backend(), "fallback", enc.Device().Fallback)
+	return m, nil
+}
+
+// Loaded returns the model called name if it is loaded, without loading it.
+func (e *Engine) Loaded(name string) (*Model, bool) {
+	e.mu.Lock()
+	l, ok := e.models[name]
+	e.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	select {
+	case <-l.done:
+		return l.model, l.model != nil
+	default:
+		return nil, false
+	}
 }
 
 // Models lists the names in the catalog.
@@ -193,29 +218,37 @@ func (e *Engine) Embed(ctx context.Context, model string, texts []string, o Embe
 	return m.Embed(ctx, texts, o)
 }
 
-// Close releases every loaded model.
-func (e *Engine) Close() error {
+// Shutdown stops accepting texts, computes every text already accepted, and
+// releases the models. If ctx ends first, queued texts fail with ErrClosed
+// or ctx's error and the models are released anyway.
+func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.closed = true
+	models := e.models
+	e.models = map[string]*loading{}
+	e.mu.Unlock()
 	var errs []error
-	for name, l := range e.models {
+	for _, l := range models {
 		<-l.done
-		if l.model != nil {
-			errs = append(errs, l.model.enc.Close())
+		if l.model == nil {
+			continue
 		}
-		delete(e.models, name)
+		errs = append(errs, l.model.batcher.Shutdown(ctx), l.model.enc.Close())
 	}
 	return errors.Join(errs...)
 }
 
+// Close is Shutdown without a deadline.
+func (e *Engine) Close() error { return e.Shutdown(context.Background()) }
+
 // Model is one loaded model.
 type Model struct {
-	man  *manifest.Model
-	tok  *tokenize.Tokenizer
-	enc  accel.Encoder
-	opts *Options
-	bufs sync.Pool // *buffers
+	man     *manifest.Model
+	tok     *tokenize.Tokenizer
+	enc     accel.Encoder
+	opts    *Options
+	batcher *batch.Batcher[Tokenized, []float32]
+	bufs    sync.Pool // *buffers
 }
 
 // Manifest describes the model.
@@ -223,6 +256,12 @@ func (m *Model) Manifest() *manifest.Model { return m.man }
 
 // Device reports where the model runs.
 func (m *Model) Device() accel.Device { return m.enc.Device() }
+
+// Backend is a label for the runtime and device, e.g. "onnxruntime/cpu".
+func (m *Model) Backend() string { return "onnxruntime/" + m.enc.Device().String() }
+
+// QueueLen reports the texts waiting for a batch, by priority.
+func (m *Model) QueueLen() (online, bulk int) { return m.batcher.Len() }
 
 // EmbedOptions are per-call choices.
 type EmbedOptions struct {
@@ -234,6 +273,9 @@ type EmbedOptions struct {
 	Dimensions int
 	// Normalize overrides the manifest's normalize setting when not nil.
 	Normalize *bool
+	// Priority is batch.Online (default) for interactive calls or
+	// batch.Bulk for streams and re-embedding jobs.
+	Priority batch.Priority
 }
 
 // Result holds one vector per input text, in input order.
@@ -324,7 +366,9 @@ func (m *Model) Tokenize(texts []string, truncate bool) ([]Tokenized, error) {
 	return out, nil
 }
 
-// Embed embeds texts.
+// Embed embeds texts. Texts are validated and tokenized here, in the
+// caller's goroutine; the model runs them in batches shared with other
+// callers.
 func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (*Result, error) {
 	dims, normalize, err := m.outputShape(o)
 	if err != nil {
@@ -334,17 +378,20 @@ func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (*Res
 	if err != nil {
 		return nil, err
 	}
-	vecs := make([][]float32, len(toks))
-	flat := make([]float32, len(toks)*dims)
-	for i := range vecs {
-		vecs[i] = flat[i*dims : (i+1)*dims : (i+1)*dims]
+	counts := make([]int, len(toks))
+	for i, t := range toks {
+		counts[i] = len(t.IDs)
 	}
-	if err := m.Run(ctx, toks, dims, normalize, vecs); err != nil {
+	pooled, err := m.batcher.SubmitAll(ctx, toks, counts, o.Priority)
+	if err != nil {
 		return nil, err
 	}
-	res := &Result{Model: m.man.Name, Version: m.man.Version, Vectors: vecs, Tokens: make([]int, len(toks))}
-	for i, t := range toks {
-		res.Tokens[i] = len(t.IDs)
+	res := &Result{Model: m.man.Name, Version: m.man.Version, Vectors: make([][]float32, len(toks)), Tokens: counts}
+	flat := make([]float32, len(toks)*dims)
+	for i, p := range pooled {
+		v := flat[i*dims : (i+1)*dims : (i+1)*dims]
+		finish(v, p[:dims], normalize)
+		res.Vectors[i] = v
 	}
 	return res, nil
 }
@@ -366,37 +413,10 @@ func (m *Model) outputShape(o EmbedOptions) (dims int, normalize bool, err error
 	return dims, normalize, nil
 }
 
-// Run computes the vectors of already tokenized texts into out (len(out) ==
-// len(toks), each of length dims). It groups texts of similar length to cut
-// padding and honours ctx between and during model runs.
-func (m *Model) Run(ctx context.Context, toks []Tokenized, dims int, normalize bool, out [][]float32) error {
-	order := make([]int, len(toks))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return len(toks[a].IDs) - len(toks[b].IDs) })
-	for start := 0; start < len(order); {
-		end := start + 1
-		for end < len(order) && end-start < m.opts.MaxBatch &&
-			(end-start+1)*len(toks[order[end]].IDs) <= m.opts.MaxBatchTokens {
-			end++
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := m.runBatch(ctx, toks, order[start:end], dims, normalize, out); err != nil {
-			return err
-		}
-		start = end
-	}
-	return nil
-}
-
 // buffers are reused across batches of one model.
 type buffers struct {
 	ids, mask, types []int64
 	hidden           []float32
-	acc              []float32
 }
 
 func grow[T any](s []T, n int) []T {
@@ -406,12 +426,14 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-func (m *Model) runBatch(ctx context.Context, toks []Tokenized, rows []int, dims int, normalize bool, out [][]float32) error {
+// runBatch is the batcher's RunFunc: it pads one batch, runs the encoder and
+// returns each text's pooled, full-width, unnormalized vector.
+func (m *Model) runBatch(ctx context.Context, toks []Tokenized) ([][]float32, []error, error) {
 	seq := 0
-	for _, r := range rows {
-		seq = max(seq, len(toks[r].IDs))
+	for _, t := range toks {
+		seq = max(seq, len(t.IDs))
 	}
-	n := len(rows) * seq
+	n := len(toks) * seq
 	hid := m.enc.Hidden()
 	b, _ := m.bufs.Get().(*buffers)
 	if b == nil {
@@ -419,12 +441,11 @@ func (m *Model) runBatch(ctx context.Context, toks []Tokenized, rows []int, dims
 	}
 	defer m.bufs.Put(b)
 	b.ids, b.mask, b.types = grow(b.ids, n), grow(b.mask, n), grow(b.types, n)
-	b.hidden, b.acc = grow(b.hidden, n*hid), grow(b.acc, hid)
+	b.hidden = grow(b.hidden, n*hid)
 	clear(b.ids)
 	clear(b.mask)
 	clear(b.types)
-	for i, r := range rows {
-		row := toks[r]
+	for i, row := range toks {
 		for j, id := range row.IDs {
 			b.ids[i*seq+j] = int64(id)
 			b.mask[i*seq+j] = 1
@@ -433,16 +454,18 @@ func (m *Model) runBatch(ctx context.Context, toks []Tokenized, rows []int, dims
 			b.types[i*seq+j] = int64(t)
 		}
 	}
-	batch := accel.Batch{Size: len(rows), SeqLen: seq, IDs: b.ids, Mask: b.mask, TypeIDs: b.types}
-	if err := m.enc.Encode(ctx, batch, b.hidden); err != nil {
-		return err
+	in := accel.Batch{Size: len(toks), SeqLen: seq, IDs: b.ids, Mask: b.mask, TypeIDs: b.types}
+	if err := m.enc.Encode(ctx, in, b.hidden); err != nil {
+		return nil, nil, err
 	}
-	for i, r := range rows {
-		states := b.hidden[i*seq*hid : (i+1)*seq*hid]
-		pool(m.man.Pooling, states, len(toks[r].IDs), hid, b.acc)
-		finish(out[r], b.acc[:dims], normalize)
+	out := make([][]float32, len(toks))
+	flat := make([]float32, len(toks)*hid)
+	for i, row := range toks {
+		v := flat[i*hid : (i+1)*hid : (i+1)*hid]
+		pool(m.man.Pooling, b.hidden[i*seq*hid:(i+1)*seq*hid], len(row.IDs), hid, v)
+		out[i] = v
 	}
-	return nil
+	return out, nil, nil
 }
 
 // pool writes the pooled vector of one row's hidden states ([seq, hid],

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/testassets"
@@ -199,7 +201,7 @@ func TestEmbedOptions(t *testing.T) {
 // TestBatchInvariance checks that batching, padding and ordering do not
 // change results: a text embedded alone equals the same text in a batch.
 func TestBatchInvariance(t *testing.T) {
-	e := newEngine(t, func(o *engine.Options) { o.MaxBatch = 4; o.MaxBatchTokens = 64 })
+	e := newEngine(t, func(o *engine.Options) { o.Batch.MaxBatchSize = 4; o.Batch.MaxBatchTokens = 64 })
 	m := loadModel(t, e, "all-minilm-l6-v2-int8")
 	texts := []string{
 		"short",
@@ -355,4 +357,85 @@ func rss() int64 {
 		return 0
 	}
 	return resident * int64(os.Getpagesize())
+}
+
+// TestConcurrentCallers checks that texts of many callers batched together
+// come back to the right caller with the right vector.
+func TestConcurrentCallers(t *testing.T) {
+	e := newEngine(t, func(o *engine.Options) { o.Batch.MaxQueueDelay = 5 * time.Millisecond })
+	m := loadModel(t, e, "all-minilm-l6-v2-int8")
+	ctx := context.Background()
+	texts := make([]string, 24)
+	for i := range texts {
+		texts[i] = fmt.Sprintf("caller %d writes about topic %d %s", i, i*7, strings.Repeat("and more ", i%5))
+	}
+	want, err := m.Embed(ctx, texts, engine.EmbedOptions{Truncate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(texts))
+	for i := range texts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := m.Embed(ctx, []string{texts[i]}, engine.EmbedOptions{Truncate: true})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if c := cosine(got.Vectors[0], want.Vectors[i]); c < 0.99999 {
+				errs <- fmt.Errorf("caller %d: cos %.7f to its own text; want >= 0.99999", i, c)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestShutdownDrains checks that texts accepted before Shutdown are computed
+// and later calls fail.
+func TestShutdownDrains(t *testing.T) {
+	testassets.Runtime(t)
+	opts := engine.DefaultOptions()
+	opts.CacheDir = testassets.CacheDir()
+	opts.Batch.MaxQueueDelay = 20 * time.Millisecond
+	e := engine.New(testassets.Catalog(t), opts)
+	m := loadModel(t, e, "all-minilm-l6-v2-int8")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	results := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := m.Embed(ctx, []string{fmt.Sprintf("text number %d", i)}, engine.EmbedOptions{})
+			results <- err
+		}()
+	}
+	// Wait until all eight are queued, then shut down.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		on, _ := m.QueueLen()
+		if on == 8 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	wg.Wait()
+	close(results)
+	for err := range results {
+		if err != nil {
+			t.Errorf("accepted text failed: %v", err)
+		}
+	}
+	if _, err := e.Embed(ctx, "all-minilm-l6-v2-int8", []string{"late"}, engine.EmbedOptions{}); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("after Shutdown: got %v; want ErrClosed", err)
+	}
 }

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/embedd/embedd/internal/batch"
+	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/metrics"
+	"github.com/embedd/embedd/internal/server"
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// serveConfig is every setting of `embedd serve`.
+type serveConfig struct {
+	common
+	addr            string
+	metricsAddr     string
+	pprof           bool
+	defaultModel    string
+	preload         string
+	maxBatchSize    int
+	maxBatchTokens  int
+	maxQueueDelay   time.Duration
+	queueSize       int
+	workers         int
+	maxClientBatch  int
+	maxTextBytes    int
+	maxMessageBytes int
+	shutdownTimeout time.Duration
+}
+
+func (c *serveConfig) register(fs *flag.FlagSet) {
+	c.common.register(fs)
+	b := batch.DefaultOptions()
+	s := server.DefaultOptions()
+	e := engine.DefaultOptions()
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics listen address; empty disables")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
+	fs.StringVar(&c.defaultModel, "model", "all-minilm-l6-v2", "default model for requests that name none")
+	fs.StringVar(&c.preload, "preload", "", "comma-separated models to load at start besides the default")
+	fs.IntVar(&c.maxBatchSize, "max-batch-size", b.MaxBatchSize, "most texts per model run; 1 disables batching")
+	fs.IntVar(&c.maxBatchTokens, "max-batch-tokens", b.MaxBatchTokens, "most padded tokens (rows x longest) per model run")
+	fs.DurationVar(&c.maxQueueDelay, "max-queue-delay", b.MaxQueueDelay, "longest a text waits for its batch to fill, from the batch's first text")
+	fs.IntVar(&c.queueSize, "queue-size", b.QueueSize, "texts waiting per model before RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.workers, "workers", b.Workers, "model runs in parallel per model")
+	fs.IntVar(&c.maxClientBatch, "max-client-batch", s.MaxClientBatch, "most texts in one request")
+	fs.IntVar(&c.maxTextBytes, "max-text-bytes", e.MaxTextBytes, "longest text in bytes")
+	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", server.MaxMessageBytes, "largest request message in bytes")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to drain before forcing exit")
+}
+
+func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
+	var c serveConfig
+	fs := newFlagSet("serve", "")
+	c.register(fs)
+	if err := c.common.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: serve takes no arguments; got %q", errUsage, fs.Args())
+	}
+	return serve(ctx, &c, logger, nil)
+}
+
+// serve runs the server until ctx ends, then drains. If ready is not nil it
+// receives the gRPC and metrics addresses once both listen (for tests).
+func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<- [2]string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	cat, eopts, err := c.engineOptions(logger)
+	if err != nil {
+		return err
+	}
+	eopts.MaxTexts = c.maxClientBatch
+	eopts.MaxTextBytes = c.maxTextBytes
+	eopts.Batch = batch.Options{
+		MaxBatchSize: c.maxBatchSize, MaxBatchTokens: c.maxBatchTokens, MaxQueueDelay: c.maxQueueDelay,
+		QueueSize: c.queueSize, Workers: c.workers,
+	}
+	eopts.Observer = func(model, backend string) batch.Observer { return m.ForModel(model, backend) }
+	eng := engine.New(cat, eopts)
+	engineDone := false
+	defer func() {
+		if !engineDone {
+			eng.Close()
+		}
+	}()
+	models := []string{c.defaultModel}
+	for _, p := range strings.Split(c.preload, ",") {
+		if p = strings.TrimSpace(p); p != "" && p != c.defaultModel {
+			models = append(models, p)
+		}
+	}
+	for _, name := range models {
+		if _, err := eng.Load(ctx, name); err != nil {
+			return err
+		}
+	}
+
+	lis, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(server.ServerOptions(c.maxMessageBytes)...)
+	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
+	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	var metricsSrv *http.Server
+	metricsAddr := ""
+	if c.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		if c.pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		ml, err := net.Listen("tcp", c.metricsAddr)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		metricsAddr = ml.Addr().String()
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go metricsSrv.Serve(ml)
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models,
+		"max_batch_size", c.maxBatchSize, "max_queue_delay", c.maxQueueDelay, "workers", c.workers)
+	if ready != nil {
+		ready <- [2]string{lis.Addr().String(), metricsAddr}
+	}
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	// Drain: report NOT_SERVING, stop accepting, let in-flight RPCs (and so
+	// every queued text) finish, then stop the batchers and models.
+	logger.Info("shutting down", "timeout", c.shutdownTimeout)
+	hs.Shutdown()
+	dctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-dctx.Done():
+		logger.Warn("drain deadline passed; closing remaining RPCs")
+		gs.Stop()
+	}
+	engineDone = true
+	err = eng.Shutdown(dctx)
+	if metricsSrv != nil {
+		err = errors.Join(err, metricsSrv.Shutdown(dctx))
+	}
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+

@@ -1,0 +1,144 @@
+// Package metrics defines embedd's Prometheus metrics and registers them on
+// an injected registry (no package globals), so tests and several servers in
+// one process never collide.
+//
+// Names and labels (all prefixed embedd_):
+//
+//	requests_total{method,model,code}          finished RPCs by gRPC code
+//	request_duration_seconds{method,model}      RPC latency histogram
+//	texts_total{model,backend}                  texts embedded
+//	tokens_total{model,backend}                 tokens embedded (rate() = tokens/s)
+//	batch_size{model,backend}                   items per model run (histogram)
+//	batch_tokens{model,backend}                 real tokens per model run (histogram)
+//	batch_padded_tokens{model,backend}          padded tokens per model run (histogram)
+//	batch_duration_seconds{model,backend}       model run time (histogram)
+//	queue_wait_seconds{model,backend}           oldest item's wait before its run (histogram)
+//	queue_depth{model,priority}                 items waiting for a batch (gauge)
+//	dropped_total{model,reason}                 items dropped before compute (deadline, cancel)
+//	batch_errors_total{model,backend}           model runs that failed
+//
+// Concurrency: every method is safe for concurrent use.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the collectors.
+type Metrics struct {
+	Requests        *prometheus.CounterVec
+	RequestDuration *prometheus.HistogramVec
+	Texts           *prometheus.CounterVec
+	Tokens          *prometheus.CounterVec
+	BatchSize       *prometheus.HistogramVec
+	BatchTokens     *prometheus.HistogramVec
+	BatchPadded     *prometheus.HistogramVec
+	BatchDuration   *prometheus.HistogramVec
+	QueueWait       *prometheus.HistogramVec
+	QueueDepth      *prometheus.GaugeVec
+	Dropped         *prometheus.CounterVec
+	BatchErrors     *prometheus.CounterVec
+}
+
+// New creates the collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	latency := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_requests_total", Help: "Finished RPCs by method, model and gRPC code.",
+		}, []string{"method", "model", "code"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "embedd_request_duration_seconds", Help: "RPC latency.", Buckets: latency,
+		}, []string{"method", "model"}),
+		Texts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_texts_total", Help: "Texts embedded.",
+		}, []string{"model", "backend"}),
+		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_tokens_total", Help: "Tokens embedded, special tokens included.",
+		}, []string{"model", "backend"}),
+		BatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "embedd_batch_size", Help: "Items per model run.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}, []string{"model", "backend"}),
+		BatchTokens: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "embedd_batch_tokens", Help: "Real tokens per model run.", Buckets: prometheus.ExponentialBuckets(8, 2, 12),
+		}, []string{"model", "backend"}),
+		BatchPadded: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "embedd_batch_padded_tokens", Help: "Padded tokens (rows x longest) per model run.", Buckets: prometheus.ExponentialBuckets(8, 2, 12),
+		}, []string{"model", "backend"}),
+		BatchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "embedd_batch_duration_seconds", Help: "Model run time per batch.", Buckets: latency,
+		}, []string{"model", "backend"}),
+		QueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "embedd_queue_wait_seconds", Help: "Wait of a batch's oldest item before its run.", Buckets: latency,
+		}, []string{"model", "backend"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "embedd_queue_depth", Help: "Items waiting for a batch.",
+		}, []string{"model", "priority"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_dropped_total", Help: "Items dropped before compute because their caller's context ended.",
+		}, []string{"model", "reason"}),
+		BatchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_batch_errors_total", Help: "Model runs that failed as a whole.",
+		}, []string{"model", "backend"}),
+	}
+	reg.MustRegister(m.Requests, m.RequestDuration, m.Texts, m.Tokens, m.BatchSize, m.BatchTokens,
+		m.BatchPadded, m.BatchDuration, m.QueueWait, m.QueueDepth, m.Dropped, m.BatchErrors)
+	return m
+}
+
+// BatchObserver reports one model's batcher events; it satisfies
+// batch.Observer.
+type BatchObserver struct {
+	size, tokens, padded, duration, wait prometheus.Observer
+	texts, tokCount, errs                prometheus.Counter
+	online, bulk                         prometheus.Gauge
+	deadline, canceled                   prometheus.Counter
+}
+
+// ForModel returns the observer of one model on one backend.
+func (m *Metrics) ForModel(model, backend string) *BatchObserver {
+	l := prometheus.Labels{"model": model, "backend": backend}
+	return &BatchObserver{
+		size: m.BatchSize.With(l), tokens: m.BatchTokens.With(l), padded: m.BatchPadded.With(l),
+		duration: m.BatchDuration.With(l), wait: m.QueueWait.With(l),
+		texts: m.Texts.With(l), tokCount: m.Tokens.With(l), errs: m.BatchErrors.With(l),
+		online:   m.QueueDepth.WithLabelValues(model, "online"),
+		bulk:     m.QueueDepth.WithLabelValues(model, "bulk"),
+		deadline: m.Dropped.WithLabelValues(model, "deadline_exceeded"),
+		canceled: m.Dropped.WithLabelValues(model, "canceled"),
+	}
+}
+
+// BatchRun records one model run.
+func (o *BatchObserver) BatchRun(size, tokens, padded int, wait, run time.Duration, err error) {
+	o.size.Observe(float64(size))
+	o.tokens.Observe(float64(tokens))
+	o.padded.Observe(float64(padded))
+	o.duration.Observe(run.Seconds())
+	o.wait.Observe(wait.Seconds())
+	if err != nil {
+		o.errs.Inc()
+		return
+	}
+	o.texts.Add(float64(size))
+	o.tokCount.Add(float64(tokens))
+}
+
+// QueueDepth records the waiting items.
+func (o *BatchObserver) QueueDepth(online, bulk int) {
+	o.online.Set(float64(online))
+	o.bulk.Set(float64(bulk))
+}
+
+// Dropped records an item dropped before compute.
+func (o *BatchObserver) Dropped(reason error) {
+	if errors.Is(reason, context.DeadlineExceeded) {
+		o.deadline.Inc()
+		return
+	}
+	o.canceled.Inc()
+}

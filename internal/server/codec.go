@@ -1,0 +1,84 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// Codec is the server's gRPC codec: the standard proto codec, except that an
+// EmbedRequest whose strings are not valid UTF-8 still decodes, so that the
+// handler can answer INVALID_ARGUMENT naming the text and byte offset
+// instead of the opaque INTERNAL "error unmarshalling request" that gRPC
+// gives for any decode failure. Install it with grpc.ForceServerCodecV2.
+type Codec struct{}
+
+var _ encoding.CodecV2 = Codec{}
+
+var protoCodec = encoding.GetCodecV2("proto")
+
+// Name is "proto", so clients need nothing special.
+func (Codec) Name() string { return "proto" }
+
+// Marshal is the standard proto marshal.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
+
+// Unmarshal is the standard proto unmarshal with the lenient fallback for
+// EmbedRequest.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := protoCodec.Unmarshal(data, v)
+	req, ok := v.(*embeddv1.EmbedRequest)
+	if err == nil || !ok || !strings.Contains(err.Error(), "UTF-8") {
+		return err
+	}
+	buf := data.Materialize()
+	if lerr := unmarshalLenient(buf, req); lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	return nil
+}
+
+// unmarshalLenient decodes an EmbedRequest keeping the bytes of its string
+// fields as they are; the handler validates them.
+func unmarshalLenient(b []byte, req *embeddv1.EmbedRequest) error {
+	req.Reset()
+	var rest []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		field := b[:n+m]
+		if typ == protowire.BytesType && (num == 1 || num == 2 || num == 7) {
+			s, _ := protowire.ConsumeString(b[n:])
+			switch num {
+			case 1:
+				req.Model = s
+			case 2:
+				req.Texts = append(req.Texts, s)
+			case 7:
+				req.RequestId = s
+			}
+		} else {
+			rest = append(rest, field...)
+		}
+		b = b[n+m:]
+	}
+	var other embeddv1.EmbedRequest
+	if err := proto.Unmarshal(rest, &other); err != nil {
+		return fmt.Errorf("decode request: %w", err)
+	}
+	req.Truncate, req.Normalize, req.Dimensions, req.OutputType = other.Truncate, other.Normalize, other.Dimensions, other.OutputType
+	return nil
+}

@@ -1,0 +1,48 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/embedd/embedd/internal/batch"
+	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/pull"
+)
+
+// toStatus is the one error table of the service: core errors to gRPC
+// status codes. Messages keep the core error's text, which names the item,
+// index and limit. Unknown errors become INTERNAL and are logged; their text
+// is not sent to the client.
+func (s *Service) toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, errInvalid), errors.Is(err, engine.ErrInvalidInput):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, engine.ErrUnknownModel):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, batch.ErrQueueFull):
+		st := status.New(codes.ResourceExhausted, err.Error()+"; retry later")
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(s.opts.RetryAfter)}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, batch.ErrClosed), errors.Is(err, engine.ErrClosed):
+		return status.Error(codes.Unavailable, "server is shutting down")
+	case errors.Is(err, pull.ErrMissing), errors.Is(err, pull.ErrChecksum):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	s.opts.Logger.Error("internal error", "err", err)
+	return status.Error(codes.Internal, "internal error")
+}

@@ -1,0 +1,314 @@
+// Package server is the gRPC transport of embedd: it validates requests,
+// calls the engine and translates errors, and nothing more. Each RPC does
+// three things — validate, call a core interface, map the error with the one
+// table in errors.go — so the behaviour lives in internal/engine and
+// internal/batch, which know nothing of gRPC.
+//
+// Limits are explicit: texts per request (Options.MaxClientBatch), bytes per
+// text and texts per call (engine options), requests in flight per stream
+// (Options.MaxStreamInFlight), and message sizes (set on the grpc.Server by
+// the caller, see ServerOptions).
+//
+// Concurrency: a Service is safe for concurrent use by any number of RPCs.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedd/embedd/internal/batch"
+	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/metrics"
+	"github.com/embedd/embedd/internal/quant"
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// Options configures a Service.
+type Options struct {
+	// DefaultModel serves requests that name no model. Required.
+	DefaultModel string
+	// MaxClientBatch is the most texts one request may carry. Default 256.
+	MaxClientBatch int
+	// MaxStreamInFlight bounds the requests of one EmbedStream being
+	// computed at once; the stream stops reading while it is reached.
+	// Default 64.
+	MaxStreamInFlight int
+	// RetryAfter is the back-off hint sent with RESOURCE_EXHAUSTED.
+	// Default 50ms.
+	RetryAfter time.Duration
+	// Metrics records requests; nil records nothing.
+	Metrics *metrics.Metrics
+	// Logger receives internal errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the documented defaults (DefaultModel excepted).
+func DefaultOptions() Options {
+	return Options{MaxClientBatch: 256, MaxStreamInFlight: 64, RetryAfter: 50 * time.Millisecond}
+}
+
+// MaxMessageBytes is the default limit on a received message; responses may
+// be larger (up to MaxSendMessageBytes) since 256 float vectors of a wide
+// model exceed it.
+const (
+	MaxMessageBytes     = 16 << 20
+	MaxSendMessageBytes = 64 << 20
+)
+
+// ServerOptions returns the grpc.ServerOptions embedd needs: explicit
+// message size limits.
+func ServerOptions(maxRecv int) []grpc.ServerOption {
+	if maxRecv <= 0 {
+		maxRecv = MaxMessageBytes
+	}
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec{}),
+		grpc.MaxRecvMsgSize(maxRecv),
+		grpc.MaxSendMsgSize(MaxSendMessageBytes),
+	}
+}
+
+// Service implements embedd.v1.EmbeddingService over an engine.
+type Service struct {
+	embeddv1.UnimplementedEmbeddingServiceServer
+	eng  *engine.Engine
+	opts Options
+}
+
+var _ embeddv1.EmbeddingServiceServer = (*Service)(nil)
+
+// New returns a Service.
+func New(eng *engine.Engine, opts Options) *Service {
+	d := DefaultOptions()
+	if opts.MaxClientBatch <= 0 {
+		opts.MaxClientBatch = d.MaxClientBatch
+	}
+	if opts.MaxStreamInFlight <= 0 {
+		opts.MaxStreamInFlight = d.MaxStreamInFlight
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = d.RetryAfter
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{eng: eng, opts: opts}
+}
+
+// Embed embeds a list of texts.
+func (s *Service) Embed(ctx context.Context, req *embeddv1.EmbedRequest) (resp *embeddv1.EmbedResponse, err error) {
+	model := s.model(req.GetModel())
+	defer s.observe("Embed", model, time.Now(), &err)
+	resp, err = s.embed(ctx, model, req, batch.Online)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	return resp, nil
+}
+
+func (s *Service) model(name string) string {
+	if name == "" {
+		return s.opts.DefaultModel
+	}
+	return name
+}
+
+// embed validates req and runs it; errors are core errors, not statuses.
+func (s *Service) embed(ctx context.Context, model string, req *embeddv1.EmbedRequest, p batch.Priority) (*embeddv1.EmbedResponse, error) {
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	opts := engine.EmbedOptions{Truncate: req.GetTruncate(), Dimensions: int(req.GetDimensions()), Normalize: req.Normalize, Priority: p}
+	res, err := s.eng.Embed(ctx, model, req.GetTexts(), opts)
+	if err != nil {
+		return nil, err
+	}
+	return encode(res, req.GetOutputType(), req.GetRequestId())
+}
+
+// errInvalid marks request-level validation failures (INVALID_ARGUMENT).
+var errInvalid = errors.New("invalid request")
+
+func (s *Service) validate(req *embeddv1.EmbedRequest) error {
+	n := len(req.GetTexts())
+	switch {
+	case n == 0:
+		return fmt.Errorf("%w: texts is empty", errInvalid)
+	case n > s.opts.MaxClientBatch:
+		return fmt.Errorf("%w: texts has %d items; limit %d (max_client_batch)", errInvalid, n, s.opts.MaxClientBatch)
+	}
+	if _, ok := embeddv1.OutputType_name[int32(req.GetOutputType())]; !ok {
+		return fmt.Errorf("%w: output_type %d is not defined", errInvalid, req.GetOutputType())
+	}
+	if d := req.GetDimensions(); d > 1<<20 {
+		return fmt.Errorf("%w: dimensions %d", errInvalid, d)
+	}
+	if len(req.GetRequestId()) > 256 {
+		return fmt.Errorf("%w: request_id is %d bytes; limit 256", errInvalid, len(req.GetRequestId()))
+	}
+	if !utf8.ValidString(req.GetRequestId()) || !utf8.ValidString(req.GetModel()) {
+		return fmt.Errorf("%w: model and request_id must be valid UTF-8", errInvalid)
+	}
+	return nil
+}
+
+// encode builds the response in the requested output type.
+func encode(res *engine.Result, out embeddv1.OutputType, requestID string) (*embeddv1.EmbedResponse, error) {
+	resp := &embeddv1.EmbedResponse{
+		Model: res.Model, ModelVersion: res.Version, RequestId: requestID,
+		Embeddings: make([]*embeddv1.Embedding, len(res.Vectors)),
+	}
+	for i, v := range res.Vectors {
+		resp.Dims = uint32(len(v))
+		resp.TotalTokens += uint64(res.Tokens[i])
+		e := &embeddv1.Embedding{Tokens: uint32(res.Tokens[i])}
+		switch out {
+		case embeddv1.OutputType_OUTPUT_TYPE_INT8:
+			q, err := quant.QuantizeInt8(v)
+			if err != nil {
+				return nil, fmt.Errorf("texts[%d]: %w", i, err)
+			}
+			e.Int8 = make([]byte, len(q.Codes))
+			for k, c := range q.Codes {
+				e.Int8[k] = byte(c)
+			}
+			e.Scale = q.Scale
+		case embeddv1.OutputType_OUTPUT_TYPE_BINARY:
+			b, err := quant.PackBinary(v)
+			if err != nil {
+				return nil, fmt.Errorf("texts[%d]: %w", i, err)
+			}
+			e.Binary = b
+		default:
+			e.Float32 = v
+		}
+		resp.Embeddings[i] = e
+	}
+	return resp, nil
+}
+
+// EmbedStream embeds the requests of a stream concurrently, at bulk
+// priority, answering each with the same request_id. A failed request is
+// answered with its error in the response; the stream stays open.
+func (s *Service) EmbedStream(stream grpc.BidiStreamingServer[embeddv1.EmbedRequest, embeddv1.EmbedResponse]) (err error) {
+	ctx := stream.Context()
+	defer s.observe("EmbedStream", s.opts.DefaultModel, time.Now(), &err)
+	out := make(chan *embeddv1.EmbedResponse, s.opts.MaxStreamInFlight)
+	sendDone := make(chan error, 1)
+	go func() {
+		var sendErr error
+		for r := range out {
+			if sendErr == nil {
+				sendErr = stream.Send(r)
+			}
+		}
+		sendDone <- sendErr
+	}()
+	sem := make(chan struct{}, s.opts.MaxStreamInFlight)
+	var wg sync.WaitGroup
+	var recvErr error
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				recvErr = err
+			}
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			recvErr = ctx.Err()
+		}
+		if recvErr != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			model := s.model(req.GetModel())
+			start := time.Now()
+			resp, err := s.embed(ctx, model, req, batch.Bulk)
+			st := s.toStatus(err)
+			s.observe("EmbedStream.item", model, start, &st)
+			if err != nil {
+				sts := status.Convert(st)
+				resp = &embeddv1.EmbedResponse{RequestId: strings.ToValidUTF8(req.GetRequestId(), "\uFFFD"), Model: strings.ToValidUTF8(model, "\uFFFD"),
+					Error: &embeddv1.ErrorStatus{Code: int32(sts.Code()), Message: sts.Message()}}
+			}
+			out <- resp
+		}()
+	}
+	wg.Wait()
+	close(out)
+	sendErr := <-sendDone
+	if recvErr != nil {
+		return s.toStatus(recvErr)
+	}
+	return sendErr
+}
+
+// ListModels lists the catalog with load state.
+func (s *Service) ListModels(ctx context.Context, _ *embeddv1.ListModelsRequest) (*embeddv1.ListModelsResponse, error) {
+	resp := &embeddv1.ListModelsResponse{}
+	for _, name := range s.eng.Models() {
+		info, err := s.info(name)
+		if err != nil {
+			return nil, s.toStatus(err)
+		}
+		resp.Models = append(resp.Models, info)
+	}
+	return resp, nil
+}
+
+// GetModel describes one model.
+func (s *Service) GetModel(ctx context.Context, req *embeddv1.GetModelRequest) (*embeddv1.ModelInfo, error) {
+	info, err := s.info(s.model(req.GetName()))
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	return info, nil
+}
+
+func (s *Service) info(name string) (*embeddv1.ModelInfo, error) {
+	m, err := s.eng.Manifest(name)
+	if err != nil {
+		return nil, err
+	}
+	info := &embeddv1.ModelInfo{
+		Name: m.Name, Version: m.Version, Dims: uint32(m.Dims), Pooling: string(m.Pooling),
+		Normalize: m.Normalize, MaxTokens: uint32(m.MaxSeqLen), Description: m.Description,
+	}
+	for _, d := range m.MatryoshkaDims {
+		info.MatryoshkaDims = append(info.MatryoshkaDims, uint32(d))
+	}
+	if lm, ok := s.eng.Loaded(name); ok {
+		info.Loaded, info.Backend = true, lm.Backend()
+	}
+	return info, nil
+}
+
+// observe records one finished RPC. errp points at the handler's error.
+func (s *Service) observe(method, model string, start time.Time, errp *error) {
+	if s.opts.Metrics == nil {
+		return
+	}
+	code := status.Code(*errp)
+	if *errp != nil && code == codes.Unknown {
+		code = status.Code(s.toStatus(*errp))
+	}
+	s.opts.Metrics.Requests.WithLabelValues(method, model, code.String()).Inc()
+	s.opts.Metrics.RequestDuration.WithLabelValues(method, model).Observe(time.Since(start).Seconds())
+}
