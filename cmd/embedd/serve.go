@@ -190,4 +190,3 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	logger.Info("stopped")
 	return nil
 }
-
