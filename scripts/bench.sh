@@ -26,5 +26,8 @@ go run ./bench/quantquality -json "$out/quant-quality.json" | tee "$out/quant-qu
 echo "== memory over 10,000 batches"
 go test -run '^$' -bench BenchmarkEmbedMemory -benchtime 1x ./internal/engine 2>/dev/null | tee "$out/engine-memory.txt"
 
+echo "== gRPC server under load"
+scripts/bench-server.sh
+
 echo
 go run ./bench/summarize "$out"

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -18,13 +19,129 @@ import (
 )
 
 func main() {
+	serverOnly := flag.Bool("server", false, "print only the server targets")
+	flag.Parse()
 	dir := "bench/out"
-	if len(os.Args) > 1 {
-		dir = os.Args[1]
+	if flag.NArg() > 0 {
+		dir = flag.Arg(0)
 	}
-	if err := tokenizer(dir); err != nil {
-		log.Printf("tokenizer summary: %v", err)
+	if !*serverOnly {
+		if err := tokenizer(dir); err != nil {
+			log.Printf("tokenizer summary: %v", err)
+		}
+		fmt.Println()
 	}
+	if err := serverTargets(dir); err != nil {
+		log.Printf("server summary: %v", err)
+	}
+}
+
+type loadRun struct {
+	Mode        string  `json:"mode"`
+	Concurrency int     `json:"concurrency"`
+	Rate        float64 `json:"rate"`
+	Sentences   float64 `json:"sentences_per_s"`
+	Tokens      float64 `json:"tokens_per_s"`
+	Latency     struct {
+		P50, P95, P99 float64
+	} `json:"latency_ms"`
+	Batch []struct {
+		Mean float64 `json:"mean"`
+	} `json:"batch"`
+}
+
+type loadReport struct {
+	Label   string    `json:"label"`
+	TextSet string    `json:"text_set"`
+	Runs    []loadRun `json:"runs"`
+}
+
+type pyReport struct {
+	Results []struct {
+		BatchSize  int     `json:"batch_size"`
+		Sentences  float64 `json:"sentences_per_s"`
+		MsPerBatch float64 `json:"ms_per_batch"`
+	} `json:"results"`
+	Best struct {
+		BatchSize int     `json:"batch_size"`
+		Sentences float64 `json:"sentences_per_s"`
+	} `json:"best"`
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+func closed(r loadReport, c int) (loadRun, bool) {
+	for _, run := range r.Runs {
+		if run.Mode == "closed" && run.Concurrency == c {
+			return run, true
+		}
+	}
+	return loadRun{}, false
+}
+
+// serverTargets prints the load table and the three targets of the server
+// benchmark.
+func serverTargets(dir string) error {
+	var batched, single, medium loadReport
+	var py, pyMedium pyReport
+	for path, v := range map[string]any{
+		"load/batched/results.json":          &batched,
+		"load/max_batch_size=1/results.json": &single,
+		"load/batched-medium/results.json":   &medium,
+		"load/python-short.json":             &py,
+		"load/python-medium.json":            &pyMedium,
+	} {
+		if err := readJSON(filepath.Join(dir, path), v); err != nil {
+			return err
+		}
+	}
+	fmt.Println("gRPC server under load (closed loop: each client sends one text and waits)")
+	fmt.Printf("%-26s %8s %10s %9s %9s %9s %11s\n", "run", "sent/s", "tokens/s", "p50 ms", "p95 ms", "p99 ms", "batch mean")
+	for _, r := range []loadReport{batched, medium, single} {
+		for _, run := range r.Runs {
+			name := fmt.Sprintf("%s %s c=%d", r.Label, run.Mode, run.Concurrency)
+			if run.Mode != "closed" {
+				name = fmt.Sprintf("%s %s %.0f/s", r.Label, run.Mode, run.Rate)
+			}
+			mean := 0.0
+			if len(run.Batch) > 0 {
+				mean = run.Batch[0].Mean
+			}
+			fmt.Printf("%-26s %8.1f %10.0f %9.2f %9.2f %9.2f %11.2f\n", name, run.Sentences, run.Tokens, run.Latency.P50, run.Latency.P95, run.Latency.P99, mean)
+		}
+	}
+	fmt.Println("\nPython onnxruntime + tokenizers in-process (same model, same texts)")
+	for _, p := range []struct {
+		name string
+		r    pyReport
+	}{{"short", py}, {"medium", pyMedium}} {
+		fmt.Printf("%-8s", p.name)
+		for _, res := range p.r.Results {
+			fmt.Printf("  b%d %.0f/s", res.BatchSize, res.Sentences)
+		}
+		fmt.Printf("  (best b%d)\n", p.r.Best.BatchSize)
+	}
+	b64, ok1 := closed(batched, 64)
+	s64, ok2 := closed(single, 64)
+	b1, ok3 := closed(batched, 1)
+	if !ok1 || !ok2 || !ok3 || len(py.Results) == 0 {
+		return fmt.Errorf("missing runs for the targets")
+	}
+	single1 := py.Results[0].MsPerBatch
+	fmt.Println("\nTargets (short texts)")
+	fmt.Printf("  server c=64 / Python in-process best batch:  %.1f / %.1f = %.2fx (target >= 1.0x)\n", b64.Sentences, py.Best.Sentences, b64.Sentences/py.Best.Sentences)
+	fmt.Printf("  batched c=64 / max_batch_size=1 c=64:         %.1f / %.1f = %.2fx (target >= 4x)\n", b64.Sentences, s64.Sentences, b64.Sentences/s64.Sentences)
+	fmt.Printf("  p99 at c=1 / one single-text batch (Python):  %.2f / %.2f ms = %.2fx (target <= 1.5x)\n", b1.Latency.P99, single1, b1.Latency.P99/single1)
+	if m64, ok := closed(medium, 64); ok && pyMedium.Best.Sentences > 0 {
+		fmt.Printf("  medium texts: server c=64 / Python best:     %.1f / %.1f = %.2fx\n", m64.Sentences, pyMedium.Best.Sentences, m64.Sentences/pyMedium.Best.Sentences)
+	}
+	return nil
 }
 
 // goMetric maps a benchmark name (without the -N suffix) to a metric value.

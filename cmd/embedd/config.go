@@ -125,6 +125,7 @@ type common struct {
 	modelsDir string
 	provider  string
 	threads   int
+	noSpin    bool
 }
 
 func defaultCacheDir() string {
@@ -141,6 +142,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.modelsDir, "models-dir", "", "directory of extra model manifests <dir>/<name>/manifest.yaml")
 	fs.StringVar(&c.provider, "provider", string(accel.ProviderCPU), "execution provider: cpu, or cuda (falls back to cpu, logging why)")
 	fs.IntVar(&c.threads, "threads", 0, "ONNX Runtime intra-op threads per model run, 0 = one per core")
+	fs.BoolVar(&c.noSpin, "ort-no-spin", false, "stop ONNX Runtime threads from busy-waiting between runs")
 }
 
 // parseCommon parses args and applies the environment and config layers.
@@ -194,6 +196,7 @@ func (c *common) engineOptions(logger *slog.Logger) (*manifest.Catalog, engine.O
 	opts.Logger = logger
 	opts.Accel.Provider = accel.Provider(c.provider)
 	opts.Accel.IntraOpThreads = c.threads
+	opts.Accel.NoSpin = c.noSpin
 	opts.Accel.Logger = logger
 	return cat, opts, nil
 }

@@ -48,9 +48,9 @@ type serveConfig struct {
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
 	c.common.register(fs)
-	b := batch.DefaultOptions()
 	s := server.DefaultOptions()
 	e := engine.DefaultOptions()
+	b := e.Batch
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics listen address; empty disables")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")

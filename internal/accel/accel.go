@@ -156,6 +156,11 @@ type Options struct {
 	// InterOpThreads bounds threads across independent graph nodes. 0 lets
 	// ONNX Runtime choose.
 	InterOpThreads int
+	// NoSpin stops ONNX Runtime's worker threads from busy-waiting for work
+	// after a run. Spinning helps back-to-back runs of one process that owns
+	// the cores; without it the cores are free for the gRPC and tokenizer
+	// goroutines between runs. Default false (ONNX Runtime's default: spin).
+	NoSpin bool
 	// Logger receives the fallback reason. Default: slog.Default().
 	Logger *slog.Logger
 }

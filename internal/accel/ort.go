@@ -81,6 +81,12 @@ func newSessionOptions(opts Options) (*ort.SessionOptions, error) {
 	if err == nil && opts.InterOpThreads > 0 {
 		err = so.SetInterOpNumThreads(opts.InterOpThreads)
 	}
+	if err == nil && opts.NoSpin {
+		err = so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0")
+		if err == nil {
+			err = so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0")
+		}
+	}
 	if err != nil {
 		so.Destroy()
 		return nil, fmt.Errorf("accel: session options: %w", err)

@@ -72,11 +72,18 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultOptions returns the defaults documented on Options.
+// DefaultOptions returns the defaults documented on Options. Batching uses
+// batch.DefaultOptions except MaxQueueDelay, which is 0: an idle worker runs
+// whatever is queued at once, and under load the texts that arrive during a
+// run form the next batch (continuous batching, as TEI and Triton's default
+// do). Measured on a 2-core CPU, a 2ms delay only added latency at low load
+// and did not raise throughput at high load.
 func DefaultOptions() Options {
+	b := batch.DefaultOptions()
+	b.MaxQueueDelay = 0
 	return Options{
 		Accel:        accel.DefaultOptions(),
-		Batch:        batch.DefaultOptions(),
+		Batch:        b,
 		MaxTexts:     1024,
 		MaxTextBytes: 64 << 10,
 	}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestGenerateTextsDeterministic(t *testing.T) {
+	for _, set := range textSets {
+		t.Run(set.Name, func(t *testing.T) {
+			a := generateTexts(set, 200, 1)
+			b := generateTexts(set, 200, 1)
+			if !slices.Equal(a, b) {
+				t.Fatal("two generations with the same seed differ")
+			}
+			if long := generateTexts(set, 300, 1); !slices.Equal(long[:200], a) {
+				t.Error("a longer list does not extend the shorter one")
+			}
+			if other := generateTexts(set, 200, 2); slices.Equal(other, a) {
+				t.Error("seeds 1 and 2 give the same texts")
+			}
+			distinct := map[string]bool{}
+			for _, s := range a {
+				distinct[s] = true
+			}
+			if len(distinct) < 190 {
+				t.Errorf("got %d distinct texts of 200; want at least 190", len(distinct))
+			}
+		})
+	}
+}
+
+func TestGenerateTextsLength(t *testing.T) {
+	for _, set := range textSets {
+		t.Run(set.Name, func(t *testing.T) {
+			texts := generateTexts(set, 1000, 7)
+			total := 0
+			for i, s := range texts {
+				// The estimate the generator budgets with: a token per word
+				// and per period, plus [CLS] and [SEP].
+				tokens := len(strings.Fields(s)) + strings.Count(s, ".") + 2
+				total += tokens
+				lo, hi := set.Tokens*3/4-1, set.Tokens*5/4+1
+				if tokens < lo || tokens > hi {
+					t.Errorf("text %d %q: got %d tokens; want %d..%d", i, s, tokens, lo, hi)
+				}
+			}
+			mean := float64(total) / float64(len(texts))
+			if d := mean / float64(set.Tokens); d < 0.9 || d > 1.1 {
+				t.Errorf("got mean %.1f tokens; want %d±10%%", mean, set.Tokens)
+			}
+		})
+	}
+}
+
+func TestSentence(t *testing.T) {
+	known := map[string]bool{"and": true}
+	for _, list := range [][]string{determiners, adjectives, nouns, verbs, prepositions, adverbs} {
+		for _, w := range list {
+			known[w] = true
+		}
+	}
+	rng := splitmix64(3)
+	for words := 2; words <= 20; words++ {
+		for range 200 {
+			s := sentence(&rng, words)
+			if !strings.HasSuffix(s, ".") || s[0] < 'A' || s[0] > 'Z' {
+				t.Fatalf("%q: want a capital letter first and a period last", s)
+			}
+			fields := strings.Fields(strings.ToLower(strings.TrimSuffix(s, ".")))
+			if len(fields) != words {
+				t.Fatalf("%q: got %d words; want %d", s, len(fields), words)
+			}
+			for _, f := range fields {
+				if !known[f] {
+					t.Fatalf("%q: word %q is in no word list", s, f)
+				}
+			}
+			if last := fields[len(fields)-1]; slices.Contains(determiners, last) || slices.Contains(prepositions, last) || last == "and" {
+				t.Fatalf("%q: ends in a cut phrase", s)
+			}
+		}
+	}
+}
+
+func TestWriteTexts(t *testing.T) {
+	set, err := lookupTextSet("medium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := generateTexts(set, 5, 1)
+	var buf bytes.Buffer
+	if err := writeTexts(&buf, set, texts); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != len(texts) {
+		t.Fatalf("got %d lines; want %d", len(lines), len(texts))
+	}
+	for i, line := range lines {
+		var d dumpedText
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if d.Set != "medium" || d.Text != texts[i] {
+			t.Errorf("line %d: got %+v; want set medium, text %q", i, d, texts[i])
+		}
+	}
+	if _, err := lookupTextSet("huge"); err == nil {
+		t.Error("lookupTextSet(huge): got no error")
+	}
+}
+
+func TestSummarizeTexts(t *testing.T) {
+	st := summarizeTexts([]string{"a b.", "a b c d."})
+	if st.Count != 2 || st.MeanWords != 3 || st.MinWords != 2 || st.MaxWords != 4 {
+		t.Errorf("got %+v; want count 2, mean 3, min 2, max 4", st)
+	}
+	if other := summarizeTexts([]string{"a b.", "a b c e."}); other.SHA256 == st.SHA256 {
+		t.Error("different texts have the same SHA256")
+	}
+}
