@@ -167,8 +167,10 @@ func writeCharts(dir string, r *report) ([]string, error) {
 		}
 	}
 	title := fmt.Sprintf("%s: %s, %s texts", r.Label, r.Model, r.TextSet)
+	// The closed-loop charts have a log x axis, which needs two distinct
+	// values (gonum/plot panics on a single one).
 	var charts []chart
-	if len(closed) > 0 {
+	if len(closed) > 1 {
 		conc := func(run runResult) float64 { return float64(run.Concurrency) }
 		charts = append(charts,
 			chart{

@@ -95,3 +95,14 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("safeName = %q; want max_batch_size=1___cpu", got)
 	}
 }
+
+// A run at a single concurrency level has nothing to chart; it must not
+// panic (a log axis over one value has no range).
+func TestChartsSingleRun(t *testing.T) {
+	r := testReport("one", 2)
+	r.Runs = r.Runs[:1]
+	files, err := writeCharts(t.TempDir(), r)
+	if err != nil || len(files) != 0 {
+		t.Errorf("got %v, %v; want no charts and no error", files, err)
+	}
+}

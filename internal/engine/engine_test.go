@@ -439,3 +439,31 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("after Shutdown: got %v; want ErrClosed", err)
 	}
 }
+
+// BenchmarkEmbed measures in-process throughput of one model at several
+// request sizes (texts per call), the figure to hold against the Python
+// in-process baseline in bench/baseline.
+func BenchmarkEmbed(b *testing.B) {
+	e := newEngine(b, nil)
+	m := loadModel(b, e, "all-minilm-l6-v2")
+	ctx := context.Background()
+	words := strings.Fields("the quick brown fox jumps over a lazy dog while embedd turns text into vectors fast")
+	for _, n := range []int{1, 8, 32} {
+		texts := make([]string, n)
+		for i := range texts {
+			texts[i] = strings.Join(words[i%5:i%5+5], " ")
+		}
+		b.Run(fmt.Sprintf("texts=%d", n), func(b *testing.B) {
+			if _, err := m.Embed(ctx, texts, engine.EmbedOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := m.Embed(ctx, texts, engine.EmbedOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "sentences/s")
+		})
+	}
+}
