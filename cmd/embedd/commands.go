@@ -14,6 +14,7 @@ import (
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/bertonnx"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/quant"
 )
@@ -142,14 +143,27 @@ func readLines(r io.Reader) ([]string, error) {
 	return lines, nil
 }
 
-func cmdModelsList(args []string, stdout io.Writer, logger *slog.Logger) error {
-	var c common
-	fs := newFlagSet("models list", "")
+// modelsCommand parses the shared flags of a `models` subcommand and loads
+// the catalog; it returns the settings, the catalog and the NAME arguments.
+func modelsCommand(name, usage string, args []string, needNames bool) (*common, *manifest.Catalog, []string, error) {
+	c := &common{}
+	fs := newFlagSet(name, usage)
 	c.register(fs)
 	if err := c.parse(fs, args); err != nil {
-		return err
+		return nil, nil, nil, err
+	}
+	if needNames && fs.NArg() == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: %s needs at least one NAME", errUsage, name)
 	}
 	cat, err := c.catalog()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, cat, fs.Args(), nil
+}
+
+func cmdModelsList(args []string, stdout io.Writer, logger *slog.Logger) error {
+	c, cat, _, err := modelsCommand("models list", "", args, false)
 	if err != nil {
 		return err
 	}
@@ -167,21 +181,12 @@ func cmdModelsList(args []string, stdout io.Writer, logger *slog.Logger) error {
 }
 
 func cmdModelsPull(ctx context.Context, args []string, logger *slog.Logger) error {
-	var c common
-	fs := newFlagSet("models pull", "NAME...")
-	c.register(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return fmt.Errorf("%w: models pull needs at least one NAME", errUsage)
-	}
-	cat, err := c.catalog()
+	c, cat, names, err := modelsCommand("models pull", "NAME...", args, true)
 	if err != nil {
 		return err
 	}
 	p := pull.New(pull.Options{Dir: c.cacheDir, Logger: logger})
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		m, err := cat.Get(name)
 		if err != nil {
 			return err
@@ -195,17 +200,11 @@ func cmdModelsPull(ctx context.Context, args []string, logger *slog.Logger) erro
 }
 
 func cmdModelsVerify(args []string, stdout io.Writer, logger *slog.Logger) error {
-	var c common
-	fs := newFlagSet("models verify", "NAME...")
-	c.register(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	cat, err := c.catalog()
+	c, cat, names, err := modelsCommand("models verify", "NAME...", args, true)
 	if err != nil {
 		return err
 	}
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		m, err := cat.Get(name)
 		if err != nil {
 			return err
