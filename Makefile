@@ -7,7 +7,7 @@ BIN := bin/embedd
 MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8
 PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
 
-.PHONY: all build setup run serve test test-short vet bench golden proto fuzz clean
+.PHONY: all build setup run serve services services-stop test test-short vet bench golden proto fuzz clean
 
 all: build
 
@@ -30,9 +30,23 @@ serve: setup
 vet:
 	$(GO) vet ./...
 
-# The test command of the README and CI: real runtime, real models.
-test: setup vet
-	EMBEDD_REQUIRE_ASSETS=1 $(GO) test -race -count=1 ./...
+# Real Redis (Debian redis-server, 127.0.0.1:6390) and Milvus (PyPI
+# milvus==2.3.5, 127.0.0.1:19530) for the store tests; they keep running
+# until `make services-stop`.
+export EMBEDD_REDIS_ADDR ?= 127.0.0.1:6390
+export EMBEDD_MILVUS_ADDR ?= 127.0.0.1:19530
+services:
+	scripts/redis.sh start
+	scripts/milvus.sh start
+
+services-stop:
+	-scripts/milvus.sh stop
+	-scripts/redis.sh stop
+
+# The test command of the README and CI: real runtime, real models, real
+# Redis and Milvus. A test whose asset or server is missing fails.
+test: setup services vet
+	EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Pure-Go tests only (no downloads); tests that need assets are skipped.
 test-short:

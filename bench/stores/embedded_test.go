@@ -1,0 +1,170 @@
+// Package stores benchmarks the store backends.
+//
+//	go test ./bench/stores -run '^$' -bench Embedded -benchtime 1x
+//
+// Synthetic data: 384-dim vectors with low intrinsic dimension (32 latent
+// Gaussian factors plus isotropic noise), which behaves like text
+// embeddings for ANN recall, unlike i.i.d. Gaussian vectors.
+package stores
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/embedd/embedd/internal/store"
+	"github.com/embedd/embedd/internal/store/embedded"
+)
+
+const dims = 384
+
+type gen struct {
+	r     *rand.Rand
+	basis [][]float32
+}
+
+func newGen(seed uint64) *gen {
+	g := &gen{r: rand.New(rand.NewPCG(seed, 7))}
+	for range 32 {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = float32(g.r.NormFloat64())
+		}
+		g.basis = append(g.basis, v)
+	}
+	return g
+}
+
+func (g *gen) vec() []float32 {
+	v := make([]float32, dims)
+	for _, b := range g.basis {
+		z := float32(g.r.NormFloat64())
+		for j := range v {
+			v[j] += z * b[j]
+		}
+	}
+	for j := range v {
+		v[j] += 0.5 * float32(g.r.NormFloat64())
+	}
+	return v
+}
+
+func records(g *gen, n, off int) []store.Record {
+	out := make([]store.Record, n)
+	for i := range out {
+		out[i] = store.Record{ID: fmt.Sprintf("r%07d", off+i), Vector: g.vec(), Metadata: []byte(`{"k":"v"}`), ModelVersion: "m1", UpdatedAt: time.Now()}
+	}
+	return out
+}
+
+// BenchmarkEmbeddedUpsert reports vectors/s for batches of 256 into a
+// collection on the HNSW path (fsync per batch).
+func BenchmarkEmbeddedUpsert(b *testing.B) {
+	ctx := context.Background()
+	o := embedded.DefaultOptions(b.TempDir())
+	o.ExactThreshold = -1
+	s, err := embedded.Open(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.EnsureCollection(ctx, "c", dims); err != nil {
+		b.Fatal(err)
+	}
+	g := newGen(1)
+	batches := make([][]store.Record, b.N)
+	for i := range batches {
+		batches[i] = records(g, 256, i*256)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if err := s.Upsert(ctx, "c", batches[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "vectors/s")
+}
+
+// BenchmarkEmbeddedSearch100k reports top-10 latency percentiles and
+// recall@10 against exact search over 100,000 vectors. Building the graph
+// takes minutes; it is skipped under -short.
+func BenchmarkEmbeddedSearch100k(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds a 100,000-vector graph")
+	}
+	const n = 100_000
+	ctx := context.Background()
+	dir := b.TempDir()
+	g := newGen(2)
+	open := func(exact bool) *embedded.Store {
+		o := embedded.DefaultOptions(dir)
+		o.NoSync = true
+		o.ExactThreshold = -1
+		if exact {
+			o.ExactThreshold = n + 1
+		}
+		s, err := embedded.Open(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	s := open(false)
+	if err := s.EnsureCollection(ctx, "c", dims); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for i := 0; i < n; i += 1000 {
+		if err := s.Upsert(ctx, "c", records(g, 1000, i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("built %d vectors in %v", n, time.Since(start))
+	s.Close()
+	start = time.Now()
+	s = open(false)
+	b.Logf("reopen with graph rebuild: %v", time.Since(start))
+	defer s.Close()
+	ex := open(true) // same log, exact scan
+	defer ex.Close()
+
+	queries := make([][]float32, 200)
+	for i := range queries {
+		queries[i] = g.vec()
+	}
+	var lat []time.Duration
+	hit, tot := 0, 0
+	b.ResetTimer()
+	for i := range b.N {
+		for _, q := range queries {
+			t0 := time.Now()
+			hits, err := s.Search(ctx, store.SearchRequest{Collection: "c", Vector: q, TopK: 10})
+			lat = append(lat, time.Since(t0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i > 0 {
+				continue
+			}
+			b.StopTimer()
+			truth, err := ex.Search(ctx, store.SearchRequest{Collection: "c", Vector: q, TopK: 10})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, h := range hits {
+				if slices.ContainsFunc(truth, func(t store.Hit) bool { return t.ID == h.ID }) {
+					hit++
+				}
+			}
+			tot += len(truth)
+			b.StartTimer()
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(hit)/float64(tot), "recall@10")
+}

@@ -1,0 +1,283 @@
+// Package redis is store.Online on Redis (github.com/redis/go-redis/v9).
+//
+// Layout: one hash per entity at key Prefix + "{" + id + "}" (default
+// prefix "embedd:ent:", so "embedd:ent:{user42}"); the braces make the id
+// the Redis Cluster hash tag. Fields:
+//
+//	emb    int8 embedding as raw bytes
+//	scale  float32, decimal
+//	mv     model version
+//	ts     updated_at, unix milliseconds
+//	f:<n>  one numeric feature per field, decimal
+//
+// Writes: one MULTI/EXEC pipeline per batch with DEL, HSET and (when ttl > 0)
+// PEXPIRE per entity, so each entity is replaced whole and never visible
+// without its TTL. Reads: one pipeline of HGETALL per id.
+//
+// Errors: a connection failure is store.ErrUnavailable naming "redis".
+//
+// Concurrency: safe for concurrent use (the go-redis client pools
+// connections).
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/embedd/embedd/internal/store"
+)
+
+var _ store.Online = (*Online)(nil)
+
+// Options configures Online.
+type Options struct {
+	// Addr is host:port. Default "127.0.0.1:6379".
+	Addr string
+	// Password for AUTH; empty means none.
+	Password string
+	// DB is the database number. Default 0.
+	DB int
+	// Prefix is prepended to every key. Default "embedd:ent:".
+	Prefix string
+	// PoolSize is the connection pool size. Default 10 per CPU (go-redis).
+	PoolSize int
+	// DialTimeout, ReadTimeout, WriteTimeout bound each network step.
+	// Defaults 2s, 1s, 1s; zero means the default.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{Addr: "127.0.0.1:6379", Prefix: "embedd:ent:", DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second}
+}
+
+// Online is the Redis-backed online store.
+type Online struct {
+	c      *goredis.Client
+	prefix string
+}
+
+// New connects (lazily) to Redis; use Ping to check reachability.
+func New(opts Options) *Online {
+	d := DefaultOptions()
+	if opts.Addr == "" {
+		opts.Addr = d.Addr
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = d.Prefix
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = d.DialTimeout
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = d.ReadTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = d.WriteTimeout
+	}
+	c := goredis.NewClient(&goredis.Options{
+		Addr: opts.Addr, Password: opts.Password, DB: opts.DB, PoolSize: opts.PoolSize,
+		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+		MaxRetries: 1,
+	})
+	return &Online{c: c, prefix: opts.Prefix}
+}
+
+// Ping checks that the server answers.
+func (o *Online) Ping(ctx context.Context) error {
+	return o.wrap(o.c.Ping(ctx).Err())
+}
+
+func (o *Online) key(id string) string { return o.prefix + "{" + id + "}" }
+
+// wrap maps network failures to store.ErrUnavailable.
+func (o *Online) wrap(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, goredis.ErrClosed) || errors.Is(err, goredis.ErrPoolTimeout) || strings.Contains(err.Error(), "connection refused") {
+		return fmt.Errorf("%w: redis: %w", store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("redis: %w", err)
+}
+
+func validateEntities(ents []store.Entity, ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("%w: ttl %v is negative", store.ErrInvalid, ttl)
+	}
+	if ttl > 0 && ttl < time.Millisecond {
+		return fmt.Errorf("%w: ttl %v is under 1ms", store.ErrInvalid, ttl)
+	}
+	if len(ents) > store.MaxBatch {
+		return fmt.Errorf("%w: %d entities; limit %d", store.ErrInvalid, len(ents), store.MaxBatch)
+	}
+	seen := make(map[string]int, len(ents))
+	for i, e := range ents {
+		if err := store.ValidateID(i, e.ID); err != nil {
+			return err
+		}
+		if j, dup := seen[e.ID]; dup {
+			return fmt.Errorf("%w: ids[%d] repeats ids[%d] (%q)", store.ErrInvalid, i, j, e.ID)
+		}
+		seen[e.ID] = i
+		if math.IsNaN(float64(e.Scale)) || math.IsInf(float64(e.Scale), 0) {
+			return fmt.Errorf("%w: entities[%d] (%q) scale is %v", store.ErrInvalid, i, e.ID, e.Scale)
+		}
+		for k, v := range e.Features {
+			if k == "" {
+				return fmt.Errorf("%w: entities[%d] (%q) has an empty feature name", store.ErrInvalid, i, e.ID)
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: entities[%d] (%q) feature %q is %v", store.ErrInvalid, i, e.ID, k, v)
+			}
+		}
+	}
+	return nil
+}
+
+func validateIDs(ids []string) error {
+	if len(ids) > store.MaxBatch {
+		return fmt.Errorf("%w: %d ids; limit %d", store.ErrInvalid, len(ids), store.MaxBatch)
+	}
+	for i, id := range ids {
+		if err := store.ValidateID(i, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetEntities implements store.Online.
+func (o *Online) SetEntities(ctx context.Context, ents []store.Entity, ttl time.Duration) error {
+	if err := validateEntities(ents, ttl); err != nil {
+		return err
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	_, err := o.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, e := range ents {
+			k := o.key(e.ID)
+			emb := make([]byte, len(e.Embedding))
+			for i, v := range e.Embedding {
+				emb[i] = byte(v)
+			}
+			fields := make([]any, 0, 8+2*len(e.Features))
+			fields = append(fields,
+				"emb", emb,
+				"scale", strconv.FormatFloat(float64(e.Scale), 'g', -1, 32),
+				"mv", e.ModelVersion,
+				"ts", strconv.FormatInt(e.UpdatedAt.UnixMilli(), 10))
+			for n, v := range e.Features {
+				fields = append(fields, "f:"+n, strconv.FormatFloat(v, 'g', -1, 64))
+			}
+			p.Del(ctx, k)
+			p.HSet(ctx, k, fields...)
+			if ttl > 0 {
+				p.PExpire(ctx, k, ttl)
+			}
+		}
+		return nil
+	})
+	return o.wrap(err)
+}
+
+// GetEntities implements store.Online.
+func (o *Online) GetEntities(ctx context.Context, ids []string) ([]*store.Entity, error) {
+	if err := validateIDs(ids); err != nil {
+		return nil, err
+	}
+	out := make([]*store.Entity, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	_, err := o.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, o.key(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, o.wrap(err)
+	}
+	for i, c := range cmds {
+		m := c.Val()
+		if len(m) == 0 {
+			continue
+		}
+		e, err := decode(ids[i], m)
+		if err != nil {
+			return nil, fmt.Errorf("redis: key %s: %w", o.key(ids[i]), err)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func decode(id string, m map[string]string) (*store.Entity, error) {
+	e := &store.Entity{ID: id, ModelVersion: m["mv"]}
+	emb := m["emb"]
+	e.Embedding = make([]int8, len(emb))
+	for i := 0; i < len(emb); i++ {
+		e.Embedding[i] = int8(emb[i])
+	}
+	if s, ok := m["scale"]; ok {
+		f, err := strconv.ParseFloat(s, 32)
+		if err != nil {
+			return nil, fmt.Errorf("field scale: %w", err)
+		}
+		e.Scale = float32(f)
+	}
+	if s, ok := m["ts"]; ok {
+		ms, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("field ts: %w", err)
+		}
+		e.UpdatedAt = time.UnixMilli(ms).UTC()
+	}
+	for k, v := range m {
+		name, ok := strings.CutPrefix(k, "f:")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", k, err)
+		}
+		if e.Features == nil {
+			e.Features = map[string]float64{}
+		}
+		e.Features[name] = f
+	}
+	return e, nil
+}
+
+// DeleteEntities implements store.Online.
+func (o *Online) DeleteEntities(ctx context.Context, ids []string) error {
+	if err := validateIDs(ids); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := o.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, id := range ids {
+			p.Del(ctx, o.key(id))
+		}
+		return nil
+	})
+	return o.wrap(err)
+}
+
+// Close implements store.Online.
+func (o *Online) Close() error { return o.c.Close() }

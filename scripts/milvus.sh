@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# milvus.sh {start|stop|status}: a real Milvus standalone server for the
+# vector-store tests and benchmarks, from the PyPI package `milvus` 2.3.5
+# ("Milvus Lite" wheel milvus-2.3.5-py3-none-manylinux2014_x86_64.whl, pinned
+# by hash below). The wheel ships the C++/Go `milvus` binary with embedded etcd,
+# rocksmq and local disk storage; it is the same server as the Docker image, so
+# the Go SDK (milvus-sdk-go v2.4.2) speaks to it over gRPC as in production.
+# Not used: PyPI milvus-lite 3.x, a pure-Python re-implementation of the API
+# (not the Milvus server); milvus-lite 2.4/2.5 (made for pymilvus with a
+# local .db file) was not tried.
+#
+# Layout under ${EMBEDD_CACHE_DIR:-$HOME/.cache/embedd}:
+#   milvus-venv-2.3.5/   the virtual environment (created once)
+#   run/milvus/          config, data, logs, pid file (wiped by `stop --wipe`)
+#
+# The gRPC proxy port is ${EMBEDD_MILVUS_PORT:-19530}; readiness is the
+# server's own /healthz (all components healthy) on the metrics port
+# ${EMBEDD_MILVUS_METRICS_PORT:-19091}, then a TCP connect to the proxy.
+# Every component advertises 127.0.0.1; note that Milvus 2.3 binds its gRPC
+# and metrics listeners to all interfaces (":port") and has no setting to
+# change that, so run it on a machine or network namespace you trust.
+# Idempotent: start on a healthy server and stop on a stopped one succeed.
+# Prints the address (host:port) on start and status.
+set -euo pipefail
+version=2.3.5
+sha256=69515a0630ce29fd10e101fa442afea8ca1387b93a456cd9bd41fdf3deb93d04
+cache=${EMBEDD_CACHE_DIR:-$HOME/.cache/embedd}
+port=${EMBEDD_MILVUS_PORT:-19530}
+metrics_port=${EMBEDD_MILVUS_METRICS_PORT:-19091}
+venv=$cache/milvus-venv-$version
+dir=$cache/run/milvus
+pidfile=$dir/milvus.pid
+log=$dir/logs/milvus.log
+addr=127.0.0.1:$port
+
+healthy() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$metrics_port/healthz" 2>/dev/null | grep -q OK &&
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
+running_pid() {
+  [ -f "$pidfile" ] || return 1
+  local pid
+  pid=$(cat "$pidfile")
+  kill -0 "$pid" 2>/dev/null || return 1
+  # The pid must still be our milvus binary, not a recycled pid.
+  [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$dir/bin/milvus" ] || return 1
+  echo "$pid"
+}
+
+install() {
+  [ -f "$venv/.ok" ] && return
+  echo "milvus.sh: installing milvus==$version into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  local req
+  req=$(mktemp)
+  echo "milvus==$version --hash=sha256:$sha256" >"$req"
+  "$venv/bin/pip" install -q --require-hashes --no-deps -r "$req" >&2
+  rm -f "$req"
+  touch "$venv/.ok"
+}
+
+# prepare writes $dir/configs/milvus.yaml from the package's template and
+# unpacks the binaries into $dir/bin (the package's own code does both; we run
+# the binary ourselves so that we own its pid and can stop it gracefully).
+prepare() {
+  mkdir -p "$dir"
+  "$venv/bin/python" - "$dir" "$port" >&2 <<'EOF'
+import sys
+import milvus
+d, port = sys.argv[1], int(sys.argv[2])
+c = milvus.MilvusServerConfig(data_dir=d, proxy_port=port)
+# Advertise loopback only, so components talk over 127.0.0.1.
+for comp in ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode"):
+    c.set(comp + ".ip", "127.0.0.1")
+c.set("etcd_log_level", "warn")
+c.resolve()
+milvus._initialize_data_files(c.base_data_dir)
+EOF
+}
+
+case "${1:-}" in
+start)
+  if running_pid >/dev/null && healthy; then echo "$addr"; exit 0; fi
+  if running_pid >/dev/null; then
+    echo "milvus.sh: pid $(cat "$pidfile") is running but not healthy; stop it first" >&2
+    exit 1
+  fi
+  install
+  prepare
+  mkdir -p "$dir/logs" "$dir/run"
+  (
+    cd "$dir"
+    DEPLOY_MODE=STANDALONE METRICS_PORT=$metrics_port MILVUS_RUN_DIR=$dir/run \
+      LD_LIBRARY_PATH=$dir/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+      MILVUSCONF=$dir/configs \
+      setsid nohup "$dir/bin/milvus" run standalone >"$log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+  )
+  for _ in $(seq 1200); do
+    if healthy; then echo "$addr"; exit 0; fi
+    if ! running_pid >/dev/null; then
+      echo "milvus.sh: milvus exited during start; see $log" >&2
+      tail -n 30 "$log" >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "milvus.sh: not healthy after 120s; see $log" >&2
+  tail -n 30 "$log" >&2 || true
+  exit 1
+  ;;
+stop)
+  pid=$(running_pid) || { rm -f "$pidfile"; [ "${2:-}" = --wipe ] && rm -rf "$dir"; exit 0; }
+  kill -TERM "$pid"
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "milvus.sh: pid $pid ignored SIGTERM for 30s; killing" >&2
+    kill -KILL "$pid"
+  fi
+  rm -f "$pidfile"
+  [ "${2:-}" = --wipe ] && rm -rf "$dir"
+  exit 0
+  ;;
+status)
+  if running_pid >/dev/null && healthy; then echo "$addr"; else echo "milvus.sh: not running on $addr" >&2; exit 1; fi
+  ;;
+*)
+  echo "usage: $0 {start|stop [--wipe]|status}" >&2
+  exit 2
+  ;;
+esac
