@@ -171,3 +171,33 @@ func ValidateSearch(req SearchRequest, dims int) error {
 	}
 	return nil
 }
+
+// ValidateEntities checks a SetEntities batch before any write: size, ids,
+// duplicate ids, finite scale and features, non-empty feature names.
+func ValidateEntities(ents []Entity) error {
+	if len(ents) > MaxBatch {
+		return fmt.Errorf("%w: %d entities; limit %d", ErrInvalid, len(ents), MaxBatch)
+	}
+	seen := make(map[string]int, len(ents))
+	for i, e := range ents {
+		if err := ValidateID(i, e.ID); err != nil {
+			return err
+		}
+		if j, dup := seen[e.ID]; dup {
+			return fmt.Errorf("%w: ids[%d] repeats ids[%d] (%q)", ErrInvalid, i, j, e.ID)
+		}
+		seen[e.ID] = i
+		if math.IsNaN(float64(e.Scale)) || math.IsInf(float64(e.Scale), 0) {
+			return fmt.Errorf("%w: entities[%d] (%q) scale is %v", ErrInvalid, i, e.ID, e.Scale)
+		}
+		for k, v := range e.Features {
+			if k == "" {
+				return fmt.Errorf("%w: entities[%d] (%q) has an empty feature name", ErrInvalid, i, e.ID)
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: entities[%d] (%q) feature %q is %v", ErrInvalid, i, e.ID, k, v)
+			}
+		}
+	}
+	return nil
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,31 +17,7 @@ func validateEntities(ents []store.Entity, ttl time.Duration) error {
 	if ttl < 0 {
 		return fmt.Errorf("%w: ttl %v is negative", store.ErrInvalid, ttl)
 	}
-	if len(ents) > store.MaxBatch {
-		return fmt.Errorf("%w: %d entities; limit %d", store.ErrInvalid, len(ents), store.MaxBatch)
-	}
-	seen := make(map[string]int, len(ents))
-	for i, e := range ents {
-		if err := store.ValidateID(i, e.ID); err != nil {
-			return err
-		}
-		if j, dup := seen[e.ID]; dup {
-			return fmt.Errorf("%w: ids[%d] repeats ids[%d] (%q)", store.ErrInvalid, i, j, e.ID)
-		}
-		seen[e.ID] = i
-		if math.IsNaN(float64(e.Scale)) || math.IsInf(float64(e.Scale), 0) {
-			return fmt.Errorf("%w: entities[%d] (%q) scale is %v", store.ErrInvalid, i, e.ID, e.Scale)
-		}
-		for k, v := range e.Features {
-			if k == "" {
-				return fmt.Errorf("%w: entities[%d] (%q) has an empty feature name", store.ErrInvalid, i, e.ID)
-			}
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("%w: entities[%d] (%q) feature %q is %v", store.ErrInvalid, i, e.ID, k, v)
-			}
-		}
-	}
-	return nil
+	return store.ValidateEntities(ents)
 }
 
 func encodeEntity(e *enc, ent *entity) {
