@@ -38,6 +38,9 @@ var (
 // Limits checked by Validate.
 const (
 	MaxIDBytes   = 256
+	// MaxEntityIDBytes bounds online-store ids, which may carry a
+	// namespace in front of a record id ("<collection>/<id>").
+	MaxEntityIDBytes = 512
 	MaxDims      = 8192
 	MaxTopK      = 1024
 	MaxBatch     = 4096
@@ -110,13 +113,20 @@ type Online interface {
 	Close() error
 }
 
-// ValidateID checks an id against the limits.
-func ValidateID(i int, id string) error {
+// ValidateID checks a record id: non-empty, valid UTF-8, at most
+// MaxIDBytes.
+func ValidateID(i int, id string) error { return validateKey(i, id, MaxIDBytes) }
+
+// ValidateEntityID checks an online-store id: like ValidateID with the
+// MaxEntityIDBytes limit.
+func ValidateEntityID(i int, id string) error { return validateKey(i, id, MaxEntityIDBytes) }
+
+func validateKey(i int, id string, limit int) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: ids[%d] is empty", ErrInvalid, i)
-	case len(id) > MaxIDBytes:
-		return fmt.Errorf("%w: ids[%d] is %d bytes; limit %d", ErrInvalid, i, len(id), MaxIDBytes)
+	case len(id) > limit:
+		return fmt.Errorf("%w: ids[%d] is %d bytes; limit %d", ErrInvalid, i, len(id), limit)
 	case !utf8.ValidString(id):
 		return fmt.Errorf("%w: ids[%d] is not valid UTF-8", ErrInvalid, i)
 	}
@@ -180,7 +190,7 @@ func ValidateEntities(ents []Entity) error {
 	}
 	seen := make(map[string]int, len(ents))
 	for i, e := range ents {
-		if err := ValidateID(i, e.ID); err != nil {
+		if err := ValidateEntityID(i, e.ID); err != nil {
 			return err
 		}
 		if j, dup := seen[e.ID]; dup {

@@ -124,7 +124,7 @@ func validateIDs(ids []string) error {
 		return fmt.Errorf("%w: %d ids; limit %d", store.ErrInvalid, len(ids), store.MaxBatch)
 	}
 	for i, id := range ids {
-		if err := store.ValidateID(i, id); err != nil {
+		if err := store.ValidateEntityID(i, id); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,221 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embedd/embedd/internal/store"
+)
+
+func open(t *testing.T, dir string) *Log {
+	t.Helper()
+	l, err := Open(Options{Dir: dir, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func entry(i int) *Entry {
+	return &Entry{Kind: Upsert, Collection: "c", Records: []store.Record{{ID: fmt.Sprint("id", i), Vector: []float32{float32(i)}}}}
+}
+
+// drain runs the log until want entries were applied or the deadline.
+func drain(t *testing.T, l *Log, apply func(*Entry) error, want int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var got []string
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(ctx, func(_ context.Context, e *Entry) error {
+			if err := apply(e); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, e.Records[0].ID)
+			if len(got) == want {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v (applied %d of %d)", err, len(got), want)
+	}
+	return got
+}
+
+func TestAppendReplayInOrder(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir)
+	for i := range 5 {
+		if err := l.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.Pending() != 5 {
+		t.Fatalf("pending %d", l.Pending())
+	}
+	l.Close()
+
+	// Reopen: all five survive; the first two fail as unavailable twice
+	// each and are retried, never skipped.
+	l = open(t, dir)
+	if l.Pending() != 5 {
+		t.Fatalf("pending after reopen %d", l.Pending())
+	}
+	fails := map[string]int{"id0": 2, "id1": 2}
+	got := drain(t, l, func(e *Entry) error {
+		if fails[e.Records[0].ID] > 0 {
+			fails[e.Records[0].ID]--
+			return fmt.Errorf("%w: milvus down", store.ErrUnavailable)
+		}
+		return nil
+	}, 5)
+	if fmt.Sprint(got) != "[id0 id1 id2 id3 id4]" {
+		t.Fatalf("order %v", got)
+	}
+	if l.Pending() != 0 {
+		t.Fatalf("pending %d", l.Pending())
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "wal.log")); st.Size() != 0 {
+		t.Fatalf("drained log is %d bytes", st.Size())
+	}
+}
+
+func TestCheckpointSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir)
+	for i := range 4 {
+		if err := l.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := drain(t, l, func(*Entry) error { return nil }, 2); len(got) != 2 {
+		t.Fatal(got)
+	}
+	l.Close()
+	l = open(t, dir)
+	if l.Pending() != 2 {
+		t.Fatalf("pending %d; want 2", l.Pending())
+	}
+	if got := drain(t, l, func(*Entry) error { return nil }, 2); fmt.Sprint(got) != "[id2 id3]" {
+		t.Fatalf("replayed %v", got)
+	}
+}
+
+func TestTornTail(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir)
+	for i := range 3 {
+		if err := l.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	p := filepath.Join(dir, "wal.log")
+	st, _ := os.Stat(p)
+	if err := os.Truncate(p, st.Size()-3); err != nil { // crash mid-frame
+		t.Fatal(err)
+	}
+	l = open(t, dir)
+	if l.Pending() != 2 {
+		t.Fatalf("pending %d; want 2", l.Pending())
+	}
+	if err := l.Append(entry(9)); err != nil {
+		t.Fatal(err)
+	}
+	if got := drain(t, l, func(*Entry) error { return nil }, 3); fmt.Sprint(got) != "[id0 id1 id9]" {
+		t.Fatalf("replayed %v", got)
+	}
+}
+
+func TestCorruptFrameTruncated(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir)
+	for i := range 3 {
+		if err := l.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	p := filepath.Join(dir, "wal.log")
+	b, _ := os.ReadFile(p)
+	b[len(b)-1] ^= 0xff // flip a payload byte of the last frame
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, dir)
+	if l.Pending() != 2 {
+		t.Fatalf("pending %d; want 2", l.Pending())
+	}
+}
+
+func TestInvalidEntryBuried(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir)
+	for i := range 3 {
+		if err := l.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := drain(t, l, func(e *Entry) error {
+		if e.Records[0].ID == "id1" {
+			return fmt.Errorf("%w: bad vector", store.ErrInvalid)
+		}
+		return nil
+	}, 2)
+	if fmt.Sprint(got) != "[id0 id2]" || l.Dead() != 1 {
+		t.Fatalf("applied %v, dead %d", got, l.Dead())
+	}
+	if st, err := os.Stat(filepath.Join(dir, "wal.dead")); err != nil || st.Size() == 0 {
+		t.Fatalf("wal.dead: %v", err)
+	}
+}
+
+func TestConcurrentAppendWhileRunning(t *testing.T) {
+	l := open(t, t.TempDir())
+	const n = 200
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n / 4 {
+				if err := l.Append(entry(g*1000 + i)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	got := drain(t, l, func(*Entry) error { return nil }, n)
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, id := range got {
+		if seen[id] {
+			t.Fatalf("%s applied twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("applied %d of %d", len(seen), n)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	l := open(t, t.TempDir())
+	l.Close()
+	if err := l.Append(entry(1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v", err)
+	}
+}
