@@ -33,8 +33,10 @@ vet:
 # Real Redis (Debian redis-server, 127.0.0.1:6390) and Milvus (PyPI
 # milvus==2.3.5, 127.0.0.1:19530) for the store tests; they keep running
 # until `make services-stop`.
-export EMBEDD_REDIS_ADDR ?= 127.0.0.1:6390
-export EMBEDD_MILVUS_ADDR ?= 127.0.0.1:19530
+# The addresses are exported to the tests and benchmarks only: `make serve`
+# uses the embedded store unless EMBEDD_REDIS_ADDR / EMBEDD_MILVUS_ADDR are
+# set in the environment.
+TEST_STORES := EMBEDD_REDIS_ADDR=$${EMBEDD_REDIS_ADDR:-127.0.0.1:6390} EMBEDD_MILVUS_ADDR=$${EMBEDD_MILVUS_ADDR:-127.0.0.1:19530}
 services:
 	scripts/redis.sh start
 	scripts/milvus.sh start
@@ -46,7 +48,7 @@ services-stop:
 # The test command of the README and CI: real runtime, real models, real
 # Redis and Milvus. A test whose asset or server is missing fails.
 test: setup services vet
-	EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 $(GO) test -race -count=1 -timeout 20m ./...
+	$(TEST_STORES) EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Pure-Go tests only (no downloads); tests that need assets are skipped.
 test-short:

@@ -44,6 +44,7 @@ type serveConfig struct {
 	maxTextBytes    int
 	maxMessageBytes int
 	shutdownTimeout time.Duration
+	stores          storeConfig
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -65,6 +66,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxTextBytes, "max-text-bytes", e.MaxTextBytes, "longest text in bytes")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", server.MaxMessageBytes, "largest request message in bytes")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to drain before forcing exit")
+	c.stores.register(fs)
 }
 
 func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
@@ -117,6 +119,16 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		}
 	}
 
+	st, err := c.stores.open(ctx, eng, c.defaultModel, logger)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	replayCtx, stopReplay := context.WithCancel(context.Background())
+	replayDone := make(chan error, 1)
+	go func() { replayDone <- st.idx.Run(replayCtx) }()
+	defer func() { stopReplay(); <-replayDone }()
+
 	lis, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return err
@@ -124,11 +136,13 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	gs := grpc.NewServer(server.ServerOptions(c.maxMessageBytes)...)
 	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
 	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
+	embeddv1.RegisterVectorServiceServer(gs, server.NewVectors(st.idx, svc))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(embeddv1.VectorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var metricsSrv *http.Server
 	metricsAddr := ""
@@ -154,8 +168,10 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
+	vn, on := st.idx.StoreNames()
 	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models,
-		"max_batch_size", c.maxBatchSize, "max_queue_delay", c.maxQueueDelay, "workers", c.workers)
+		"max_batch_size", c.maxBatchSize, "max_queue_delay", c.maxQueueDelay, "workers", c.workers,
+		"vector_store", vn, "online_store", on, "durable", c.stores.durable)
 	if ready != nil {
 		ready <- [2]string{lis.Addr().String(), metricsAddr}
 	}

@@ -11,7 +11,9 @@ import (
 
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/store"
 )
 
 // toStatus is the one error table of the service: core errors to gRPC
@@ -28,9 +30,11 @@ func (s *Service) toStatus(err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
-	case errors.Is(err, errInvalid), errors.Is(err, engine.ErrInvalidInput):
+	case errors.Is(err, errInvalid), errors.Is(err, engine.ErrInvalidInput),
+		errors.Is(err, index.ErrInvalid), errors.Is(err, store.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, engine.ErrUnknownModel):
+	case errors.Is(err, engine.ErrUnknownModel), errors.Is(err, index.ErrUnknownCollection),
+		errors.Is(err, index.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, batch.ErrQueueFull):
 		st := status.New(codes.ResourceExhausted, err.Error()+"; retry later")
@@ -40,6 +44,9 @@ func (s *Service) toStatus(err error) error {
 		return st.Err()
 	case errors.Is(err, batch.ErrClosed), errors.Is(err, engine.ErrClosed):
 		return status.Error(codes.Unavailable, "server is shutting down")
+	case errors.Is(err, store.ErrUnavailable):
+		// The message names the store ("redis: store: unavailable: ...").
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, pull.ErrMissing), errors.Is(err, pull.ErrChecksum):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}

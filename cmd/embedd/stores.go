@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/embedd/embedd/internal/index"
+	"github.com/embedd/embedd/internal/store/embedded"
+	"github.com/embedd/embedd/internal/store/milvus"
+	"github.com/embedd/embedd/internal/store/redis"
+	"github.com/embedd/embedd/internal/store/wal"
+)
+
+// storeConfig selects the vector and online stores of `embedd serve`. With
+// neither --milvus-addr nor --redis-addr the embedded store under
+// --data-dir serves both; each one configured replaces the embedded store
+// for its role.
+type storeConfig struct {
+	dataDir           string
+	collections       string
+	milvusAddr        string
+	milvusIndex       string
+	milvusMetric      string
+	milvusConsistency string
+	redisAddr         string
+	redisPassword     string
+	redisPrefix       string
+	entityTTL         time.Duration
+	durable           bool
+	walDir            string
+}
+
+func (c *storeConfig) register(fs *flag.FlagSet) {
+	m := milvus.DefaultOptions()
+	r := redis.DefaultOptions()
+	fs.StringVar(&c.dataDir, "data-dir", "", "directory of the embedded store and the WAL (default: $XDG_DATA_HOME/embedd or ~/.local/share/embedd)")
+	fs.StringVar(&c.collections, "collections", "default", "comma-separated collections, each NAME or NAME=MODEL (bare names use --model); the first is the default")
+	fs.StringVar(&c.milvusAddr, "milvus-addr", "", "Milvus host:port for vectors; empty uses the embedded store")
+	fs.StringVar(&c.milvusIndex, "milvus-index", m.Index, "Milvus index for new collections: HNSW or IVF_SQ8")
+	fs.StringVar(&c.milvusMetric, "milvus-metric", m.Metric, "Milvus metric for new collections: COSINE or IP")
+	fs.StringVar(&c.milvusConsistency, "milvus-consistency", m.Consistency, "Milvus read consistency: Strong, Session, Bounded or Eventually")
+	fs.StringVar(&c.redisAddr, "redis-addr", "", "Redis host:port for the online store; empty uses the embedded store")
+	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis AUTH password (prefer EMBEDD_REDIS_PASSWORD; never logged)")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", r.Prefix, "Redis key prefix of entity hashes")
+	fs.DurationVar(&c.entityTTL, "entity-ttl", 0, "TTL of online entity rows; 0 keeps them")
+	fs.BoolVar(&c.durable, "durable", false, "queue writes a store could not take in a local write-ahead log and replay them when it is back")
+	fs.StringVar(&c.walDir, "wal-dir", "", "write-ahead log directory (default: <data-dir>/wal)")
+}
+
+// openedStores is what serve holds open.
+type openedStores struct {
+	idx     *index.Index
+	closers []func() error
+}
+
+func (o *openedStores) close() {
+	for i := len(o.closers) - 1; i >= 0; i-- {
+		o.closers[i]()
+	}
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "embedd")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "embedd")
+	}
+	return filepath.Join(os.TempDir(), "embedd-data")
+}
+
+// parseCollections reads "a,b=model" into configs.
+func parseCollections(spec, defaultModel string) ([]index.CollectionConfig, error) {
+	var out []index.CollectionConfig
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, model, ok := strings.Cut(part, "=")
+		if !ok {
+			model = defaultModel
+		}
+		out = append(out, index.CollectionConfig{Name: strings.TrimSpace(name), Model: strings.TrimSpace(model)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: --collections is empty", errUsage)
+	}
+	return out, nil
+}
+
+// open connects the configured stores and builds the index.
+func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel string, logger *slog.Logger) (_ *openedStores, err error) {
+	o := &openedStores{}
+	defer func() {
+		if err != nil {
+			o.close()
+		}
+	}()
+	colls, err := parseCollections(c.collections, defaultModel)
+	if err != nil {
+		return nil, err
+	}
+	dataDir := c.dataDir
+	if dataDir == "" {
+		dataDir = defaultDataDir()
+	}
+	var emb2 *embedded.Store
+	needEmbedded := c.milvusAddr == "" || c.redisAddr == ""
+	if needEmbedded {
+		eo := embedded.DefaultOptions(filepath.Join(dataDir, "store"))
+		if emb2, err = embedded.Open(eo); err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		o.closers = append(o.closers, emb2.Close)
+	}
+	opts := index.Options{Collections: colls, EntityTTL: c.entityTTL, Logger: logger}
+	if c.milvusAddr != "" {
+		mo := milvus.DefaultOptions()
+		mo.Address, mo.Index, mo.Metric, mo.Consistency = c.milvusAddr, c.milvusIndex, c.milvusMetric, c.milvusConsistency
+		mv, err := milvus.New(ctx, mo)
+		if err != nil {
+			return nil, fmt.Errorf("milvus at %s: %w", c.milvusAddr, err)
+		}
+		o.closers = append(o.closers, mv.Close)
+		opts.Vectors, opts.VectorsName = mv, "milvus"
+	} else {
+		opts.Vectors, opts.VectorsName = emb2, "embedded"
+	}
+	if c.redisAddr != "" {
+		ro := redis.DefaultOptions()
+		ro.Addr, ro.Password, ro.Prefix = c.redisAddr, c.redisPassword, c.redisPrefix
+		rd := redis.New(ro)
+		o.closers = append(o.closers, rd.Close)
+		if err := rd.Ping(ctx); err != nil && !c.durable {
+			return nil, fmt.Errorf("redis at %s: %w", c.redisAddr, err)
+		} else if err != nil {
+			logger.Warn("redis unreachable at start; writes queue in the WAL", "addr", c.redisAddr, "err", err)
+		}
+		opts.Online, opts.OnlineName = rd, "redis"
+	} else {
+		opts.Online, opts.OnlineName = emb2, "embedded"
+	}
+	if c.durable {
+		dir := c.walDir
+		if dir == "" {
+			dir = filepath.Join(dataDir, "wal")
+		}
+		l, err := wal.Open(wal.Options{Dir: dir, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		o.closers = append(o.closers, l.Close)
+		opts.WAL = l
+	}
+	if o.idx, err = index.New(ctx, emb, opts); err != nil {
+		return nil, err
+	}
+	return o, nil
+}

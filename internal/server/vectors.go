@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/embedd/embedd/internal/index"
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// Vectors implements embedd.v1.VectorService over an index.Index: it
+// converts messages, checks request-level limits and maps errors; the
+// pipeline and its write semantics live in internal/index.
+type Vectors struct {
+	embeddv1.UnimplementedVectorServiceServer
+	idx *index.Index
+	s   *Service
+}
+
+var _ embeddv1.VectorServiceServer = (*Vectors)(nil)
+
+// NewVectors returns the VectorService; it shares s's options (limits,
+// metrics, logger) and error table.
+func NewVectors(idx *index.Index, s *Service) *Vectors { return &Vectors{idx: idx, s: s} }
+
+func (v *Vectors) limit(what string, n int) error {
+	if n > v.s.opts.MaxClientBatch {
+		return fmt.Errorf("%w: %s has %d items; limit %d (max_client_batch)", errInvalid, what, n, v.s.opts.MaxClientBatch)
+	}
+	return nil
+}
+
+// Upsert implements VectorService.Upsert.
+func (v *Vectors) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (_ *embeddv1.UpsertResponse, err error) {
+	defer v.s.observe("Upsert", req.GetCollection(), time.Now(), &err)
+	if err := v.limit("items", len(req.GetItems())); err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	items := make([]index.Item, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = index.Item{ID: it.GetId(), Text: it.GetText(), Vector: it.GetVector(), Metadata: []byte(it.GetMetadata()), Features: it.GetFeatures()}
+	}
+	res, err := v.idx.Upsert(ctx, index.UpsertRequest{Collection: req.GetCollection(), Items: items, Truncate: req.GetTruncate()})
+	if err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	return &embeddv1.UpsertResponse{
+		Upserted: uint32(res.Upserted), Collection: res.Collection, Model: res.Model,
+		ModelVersion: res.ModelVersion, Queued: res.Queued,
+	}, nil
+}
+
+// Search implements VectorService.Search.
+func (v *Vectors) Search(ctx context.Context, req *embeddv1.SearchRequest) (_ *embeddv1.SearchResponse, err error) {
+	defer v.s.observe("Search", req.GetCollection(), time.Now(), &err)
+	q := index.Query{
+		Collection: req.GetCollection(), Text: req.GetText(), Vector: req.GetVector().GetValues(), ID: req.GetId(),
+		TopK: int(min(req.GetTopK(), 1<<20)), Filter: req.GetFilter(), Rescore: req.GetRescore(),
+		Oversample: int(min(req.GetOversample(), 1<<20)), Truncate: req.GetTruncate(), IncludeVectors: req.GetIncludeVectors(),
+	}
+	res, err := v.idx.Search(ctx, q)
+	if err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	out := &embeddv1.SearchResponse{Collection: res.Collection, ModelVersion: res.ModelVersion, Rescored: res.Rescored, Hits: make([]*embeddv1.Hit, len(res.Hits))}
+	for i, h := range res.Hits {
+		out.Hits[i] = &embeddv1.Hit{Id: h.ID, Score: h.Score, Metadata: string(h.Metadata), Vector: h.Vector}
+	}
+	return out, nil
+}
+
+// Get implements VectorService.Get.
+func (v *Vectors) Get(ctx context.Context, req *embeddv1.GetRequest) (_ *embeddv1.GetResponse, err error) {
+	defer v.s.observe("Get", req.GetCollection(), time.Now(), &err)
+	if err := v.limit("ids", len(req.GetIds())); err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	items, missing, err := v.idx.Get(ctx, req.GetCollection(), req.GetIds(), req.GetIncludeVectors())
+	if err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	out := &embeddv1.GetResponse{Missing: missing, Items: make([]*embeddv1.StoredItem, len(items))}
+	for i, it := range items {
+		codes := make([]byte, len(it.Int8))
+		for k, c := range it.Int8 {
+			codes[k] = byte(c)
+		}
+		out.Items[i] = &embeddv1.StoredItem{
+			Id: it.ID, Metadata: string(it.Metadata), ModelVersion: it.ModelVersion,
+			UpdatedAtUnixMs: it.UpdatedAt.UnixMilli(), Vector: it.Vector, Features: it.Features,
+			Int8: codes, Scale: it.Scale,
+		}
+	}
+	return out, nil
+}
+
+// Delete implements VectorService.Delete.
+func (v *Vectors) Delete(ctx context.Context, req *embeddv1.DeleteRequest) (_ *embeddv1.DeleteResponse, err error) {
+	defer v.s.observe("Delete", req.GetCollection(), time.Now(), &err)
+	if err := v.limit("ids", len(req.GetIds())); err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	res, err := v.idx.Delete(ctx, req.GetCollection(), req.GetIds())
+	if err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	return &embeddv1.DeleteResponse{Deleted: uint32(res.Deleted), Queued: res.Queued}, nil
+}
+
+// ListCollections implements VectorService.ListCollections.
+func (v *Vectors) ListCollections(context.Context, *embeddv1.ListCollectionsRequest) (*embeddv1.ListCollectionsResponse, error) {
+	vn, on := v.idx.StoreNames()
+	out := &embeddv1.ListCollectionsResponse{}
+	for _, c := range v.idx.Collections() {
+		out.Collections = append(out.Collections, &embeddv1.Collection{Name: c.Name, Model: c.Model, Dims: uint32(c.Dims), VectorStore: vn, OnlineStore: on})
+	}
+	return out, nil
+}
