@@ -36,7 +36,7 @@ var (
 )
 
 // theEngine is one real engine shared by the tests of this package.
-func theEngine(t *testing.T) *engine.Engine {
+func theEngine(t testing.TB) *engine.Engine {
 	t.Helper()
 	testassets.Runtime(t)
 	testassets.Model(t, model)
@@ -53,11 +53,11 @@ func theEngine(t *testing.T) *engine.Engine {
 // backend makes the stores of one test.
 type backend struct {
 	name string
-	open func(t *testing.T) (v store.Vectors, o store.Online, vname, oname string, coll string)
+	open func(t testing.TB) (v store.Vectors, o store.Online, vname, oname string, coll string)
 }
 
 func embeddedBackend() backend {
-	return backend{"embedded", func(t *testing.T) (store.Vectors, store.Online, string, string, string) {
+	return backend{"embedded", func(t testing.TB) (store.Vectors, store.Online, string, string, string) {
 		s, err := embedded.Open(embedded.DefaultOptions(t.TempDir()))
 		if err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func embeddedBackend() backend {
 	}}
 }
 
-func requireStores(t *testing.T, env string) string {
+func requireStores(t testing.TB, env string) string {
 	a := os.Getenv(env)
 	if a == "" {
 		if os.Getenv("EMBEDD_REQUIRE_STORES") == "1" {
@@ -79,7 +79,7 @@ func requireStores(t *testing.T, env string) string {
 }
 
 func realBackend() backend {
-	return backend{"milvus+redis", func(t *testing.T) (store.Vectors, store.Online, string, string, string) {
+	return backend{"milvus+redis", func(t testing.TB) (store.Vectors, store.Online, string, string, string) {
 		maddr, raddr := requireStores(t, "EMBEDD_MILVUS_ADDR"), requireStores(t, "EMBEDD_REDIS_ADDR")
 		mo := milvus.DefaultOptions()
 		mo.Address = maddr
@@ -105,7 +105,7 @@ func realBackend() backend {
 	}}
 }
 
-func newIndex(t *testing.T, b backend, mutate func(*index.Options)) (*index.Index, string) {
+func newIndex(t testing.TB, b backend, mutate func(*index.Options)) (*index.Index, string) {
 	t.Helper()
 	e := theEngine(t)
 	v, o, vn, on, coll := b.open(t)
