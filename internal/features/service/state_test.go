@@ -1,0 +1,50 @@
+package service
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/embedd/embedd/internal/features"
+	"github.com/embedd/embedd/internal/features/window"
+)
+
+func TestStateRoundTripAndCorruption(t *testing.T) {
+	cfg := window.DefaultConfig()
+	st := newState()
+	ser, _ := st.series("amount", cfg)
+	for i := range 5 {
+		if err := ser.Insert(window.Point{TS: int64(i) * 1e9, Seq: uint64(i + 1), V: float64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Seq, st.LastActivity, st.SessionID = 5, 4e9, "abc"
+	st.Session = []features.Value{{Name: "events_in_session", Version: 1, Value: 5, Timestamp: time.Unix(4, 0).UTC()}, {Name: "avg_time_between_events", Version: 1, Null: true, Timestamp: time.Unix(4, 0).UTC()}}
+	st.External["opportunity_score"] = External{V: 0.5, TS: 3e9}
+	b, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := unmarshalState(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 5 || got.LastActivity != 4e9 || got.SessionID != "abc" || len(got.Session) != 2 || !got.Session[1].Null || got.Session[0].Value != 5 ||
+		got.External["opportunity_score"].V != 0.5 || got.Series["amount"].Len() != 5 {
+		t.Fatalf("round trip: %+v", got)
+	}
+	b2, _ := got.MarshalBinary()
+	if string(b2) != string(b) {
+		t.Fatal("re-encoding differs")
+	}
+	for _, bad := range [][]byte{b[:len(b)-1], append([]byte{}, b[:10]...), nil, append(append([]byte{}, b[:len(b)-5]...), b[len(b)-4:]...)} {
+		if _, err := unmarshalState(bad, cfg); !errors.Is(err, errCorrupt) {
+			t.Errorf("corrupt input of %d bytes accepted: %v", len(bad), err)
+		}
+	}
+	flip := append([]byte{}, b...)
+	flip[20] ^= 1
+	if _, err := unmarshalState(flip, cfg); !errors.Is(err, errCorrupt) {
+		t.Errorf("bit flip accepted: %v", err)
+	}
+}
