@@ -11,6 +11,8 @@ import (
 
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/features/service"
+	"github.com/embedd/embedd/internal/features/window"
 	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/store"
@@ -31,10 +33,12 @@ func (s *Service) toStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, errInvalid), errors.Is(err, engine.ErrInvalidInput),
-		errors.Is(err, index.ErrInvalid), errors.Is(err, store.ErrInvalid):
+		errors.Is(err, index.ErrInvalid), errors.Is(err, store.ErrInvalid),
+		errors.Is(err, service.ErrInvalid), errors.Is(err, window.ErrBeyondHorizon):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, engine.ErrUnknownModel), errors.Is(err, index.ErrUnknownCollection),
-		errors.Is(err, index.ErrNotFound), errors.Is(err, store.ErrNotFound):
+		errors.Is(err, index.ErrNotFound), errors.Is(err, store.ErrNotFound),
+		errors.Is(err, service.ErrUnknown):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, batch.ErrQueueFull):
 		st := status.New(codes.ResourceExhausted, err.Error()+"; retry later")
@@ -44,7 +48,7 @@ func (s *Service) toStatus(err error) error {
 		return st.Err()
 	case errors.Is(err, batch.ErrClosed), errors.Is(err, engine.ErrClosed):
 		return status.Error(codes.Unavailable, "server is shutting down")
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, service.ErrUnavailable):
 		// The message names the store ("redis: store: unavailable: ...").
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, pull.ErrMissing), errors.Is(err, pull.ErrChecksum):

@@ -322,6 +322,9 @@ func (s *Service) Ingest(ctx context.Context, events []features.Event) (errs []e
 			// closed session, which is not reopened; windows still count
 			// it and the session features stay those of the latest event.
 			lateForSession++
+		case errors.Is(serrs[k], session.ErrUnavailable):
+			errs[i] = fmt.Errorf("%w: session: %w", ErrUnavailable, serrs[k])
+			continue
 		case serrs[k] != nil:
 			errs[i] = fmt.Errorf("session: %w", serrs[k])
 			continue
@@ -379,6 +382,15 @@ func (s *Service) Ingest(ctx context.Context, events []features.Event) (errs []e
 }
 
 var errNothing = errors.New("no event applied")
+
+// Permanent reports whether an event's error is final: the event is
+// invalid or too late and retrying it can never succeed. Any other error
+// (a store unavailable, a cancelled call, an unexpected failure) may pass
+// and the event should be retried.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrInvalid) || errors.Is(err, window.ErrTooLate) || errors.Is(err, window.ErrInvalid) ||
+		errors.Is(err, session.ErrInvalidEvent)
+}
 
 func (s *Service) count(errs []error, lateForSession int) {
 	s.statsMu.Lock()
