@@ -51,6 +51,9 @@ Commands:
   models verify NAME...     check model files against their sha256
   models export [flags]     build an ONNX BERT encoder from config.json + safetensors
   runtime pull              download and verify the ONNX Runtime library
+  features list             list the feature registry (--features-dir DIR for your own)
+  features describe NAME    describe a feature (NAME or NAME@VERSION)
+  features lock             print the registry's lock file (fingerprint per version)
   version                   print versions
 
 Run "embedd COMMAND -h" for the flags of a command.`
@@ -84,6 +87,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 			return fmt.Errorf("%w: runtime needs pull", errUsage)
 		}
 		return cmdRuntimePull(ctx, rest[1:], stdout, logger)
+	case "features":
+		return cmdFeatures(rest, stdout)
 	case "version":
 		return cmdVersion(rest, stdout, logger)
 	case "help", "-h", "--help":

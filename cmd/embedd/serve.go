@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,7 @@ type serveConfig struct {
 	maxMessageBytes int
 	shutdownTimeout time.Duration
 	stores          storeConfig
+	features        featureConfig
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -67,6 +69,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", server.MaxMessageBytes, "largest request message in bytes")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to drain before forcing exit")
 	c.stores.register(fs)
+	c.features.register(fs)
 }
 
 func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
@@ -124,10 +127,32 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		return err
 	}
 	defer st.close()
-	replayCtx, stopReplay := context.WithCancel(context.Background())
-	replayDone := make(chan error, 1)
-	go func() { replayDone <- st.idx.Run(replayCtx) }()
-	defer func() { stopReplay(); <-replayDone }()
+	// Background loops (WAL replay, feature materializer, stream
+	// consumer) stop after the gRPC server drained.
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	defer func() { stopBG(); bg.Wait() }()
+	background := func(loop func(context.Context) error) {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := loop(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+				logger.Error("background loop stopped", "err", err)
+			}
+		}()
+	}
+	background(st.idx.Run)
+
+	var feats *openedFeatures
+	if c.features.enabled {
+		if feats, err = c.features.open(ctx, &c.stores, reg, logger); err != nil {
+			return fmt.Errorf("features: %w", err)
+		}
+		defer feats.close()
+		for _, loop := range feats.run {
+			background(loop)
+		}
+	}
 
 	lis, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -137,12 +162,18 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
 	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
 	embeddv1.RegisterVectorServiceServer(gs, server.NewVectors(st.idx, svc))
+	if feats != nil {
+		embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(feats.svc, feats.monitor, svc))
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(embeddv1.VectorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if feats != nil {
+		hs.SetServingStatus(embeddv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
 
 	var metricsSrv *http.Server
 	metricsAddr := ""

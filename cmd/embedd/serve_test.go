@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/embedd/embedd/internal/testassets"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
@@ -216,5 +219,125 @@ func TestServeVectors(t *testing.T) {
 	}
 	if g, err := vc.Get(ctx, &embeddv1.GetRequest{Ids: []string{"cat"}}); err != nil || len(g.Items) != 0 {
 		t.Fatalf("get after delete: %v %v", g, err)
+	}
+}
+
+// TestServeFeatures: IngestEvents and GetFeatures over a real listener, in
+// the embedded mode and, with EMBEDD_REDIS_ADDR, on Redis with events also
+// arriving through a Redis stream.
+func TestServeFeatures(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	ts := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(now.Add(d)) }
+	check := func(t *testing.T, fc embeddv1.FeatureServiceClient, entity string, wantCount float64) {
+		t.Helper()
+		res, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{entity}, Features: []string{"amount_sum_5m", "amount_count_5m", "events_in_session", "user_engagement_score"}, Context: map[string]string{"tier": "enterprise"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := res.Entities[0].Values
+		if !res.Entities[0].Found || v[1].Value != wantCount || v[0].Value != 10*wantCount || v[2].Value != wantCount || v[3].Value != 0.5*1.5 || v[3].Source != embeddv1.ValueSource_VALUE_SOURCE_COMPUTED {
+			t.Fatalf("features of %s: %v", entity, res)
+		}
+	}
+	ingest := func(t *testing.T, fc embeddv1.FeatureServiceClient, entity string) {
+		t.Helper()
+		var evs []*embeddv1.Event
+		for i := range 3 {
+			evs = append(evs, &embeddv1.Event{EntityId: entity, EventType: "view", Timestamp: ts(time.Duration(i-3) * time.Second), Values: map[string]float64{"amount": 10}})
+		}
+		evs = append(evs, &embeddv1.Event{EntityId: entity, Timestamp: ts(time.Hour)})                                                      // future: rejected
+		evs = append(evs, &embeddv1.Event{EntityId: entity, Timestamp: ts(-time.Second), Values: map[string]float64{"amount": math.NaN()}}) // NaN: rejected
+		res, err := fc.IngestEvents(ctx, &embeddv1.IngestEventsRequest{Events: evs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Accepted != 3 || len(res.Errors) != 2 || res.Errors[0].Index != 3 || res.Errors[1].Index != 4 ||
+			codes.Code(res.Errors[0].Code) != codes.InvalidArgument || !strings.Contains(res.Errors[1].Message, `value "amount" is NaN`) {
+			t.Fatalf("ingest: %v", res)
+		}
+	}
+
+	t.Run("embedded", func(t *testing.T) {
+		conn, stop := runServe(t, testServeConfig(t))
+		defer stop()
+		fc := embeddv1.NewFeatureServiceClient(conn)
+		ingest(t, fc, "u1")
+		check(t, fc, "u1", 3)
+		lf, err := fc.ListFeatures(ctx, &embeddv1.ListFeaturesRequest{})
+		if err != nil || len(lf.Features) < 30 || len(lf.FeatureSets) == 0 {
+			t.Fatalf("list features: %v %v", len(lf.GetFeatures()), err)
+		}
+		st, err := fc.GetFeatureStats(ctx, &embeddv1.GetFeatureStatsRequest{Features: []string{"amount_sum_5m"}})
+		if err != nil || st.Features[0].Current.Count != 1 || st.Features[0].Status != "unknown" {
+			t.Fatalf("stats: %v %v", st, err)
+		}
+		_, err = fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{"u1"}, Features: []string{"nope"}})
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("unknown feature: %v", err)
+		}
+		_, err = fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{"u1"}, FeatureSet: "default", AsOf: ts(-3 * time.Hour)})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "retained horizon") {
+			t.Fatalf("as_of too old: %v", err)
+		}
+	})
+
+	t.Run("redis and stream", func(t *testing.T) {
+		addr := os.Getenv("EMBEDD_REDIS_ADDR")
+		if addr == "" {
+			if os.Getenv("EMBEDD_REQUIRE_STORES") == "1" {
+				t.Fatal("EMBEDD_REDIS_ADDR is unset")
+			}
+			t.Skip("EMBEDD_REDIS_ADDR is unset")
+		}
+		streamName := fmt.Sprintf("embedd-test:serve-events:%d", time.Now().UnixNano())
+		entity := fmt.Sprintf("serve-%d", time.Now().UnixNano())
+		rc := goredis.NewClient(&goredis.Options{Addr: addr})
+		defer rc.Close()
+		defer rc.Del(ctx, streamName, streamName+":dead", "embedd:fst:{"+entity+"}", "embedd:sess:{"+entity+"}", "embedd:fst:{"+entity+"-s}", "embedd:sess:{"+entity+"-s}")
+		conn, stop := runServe(t, testServeConfig(t, "--redis-addr", addr, "--events-stream", streamName, "--consumer-name", "test"))
+		defer stop()
+		fc := embeddv1.NewFeatureServiceClient(conn)
+		ingest(t, fc, entity)
+		check(t, fc, entity, 3)
+		// The same events through the stream, for another entity.
+		for i := range 3 {
+			rc.XAdd(ctx, &goredis.XAddArgs{Stream: streamName, Values: map[string]any{
+				"entity_id": entity + "-s", "event_type": "view", "ts": fmt.Sprint(now.Add(time.Duration(i-3) * time.Second).UnixMilli()), "values": `{"amount":10}`}})
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			res, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{entity + "-s"}, Features: []string{"amount_count_5m"}})
+			if err == nil && res.Entities[0].Values[0].Value == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stream events not applied: %v %v", res, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		check(t, fc, entity+"-s", 3)
+	})
+}
+
+func TestFeaturesCommand(t *testing.T) {
+	var out strings.Builder
+	if err := cmdFeatures([]string{"list"}, &out); err != nil || !strings.Contains(out.String(), "amount_zscore_5m") || !strings.Contains(out.String(), "set recsys") {
+		t.Fatalf("list: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := cmdFeatures([]string{"describe", "session_duration@1"}, &out); err != nil || !strings.Contains(out.String(), "kind:         session") {
+		t.Fatalf("describe: %v\n%s", err, out.String())
+	}
+	if err := cmdFeatures([]string{"describe", "nope"}, &out); err == nil {
+		t.Fatal("describe of an unknown feature succeeded")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("features:\n  - name: x\n    version: 1\n    colour: red\n"), 0o644)
+	err := cmdFeatures([]string{"list", "--features-dir", dir}, &out)
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:4") {
+		t.Fatalf("bad registry: %v", err)
 	}
 }
