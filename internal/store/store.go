@@ -37,14 +37,14 @@ var (
 
 // Limits checked by Validate.
 const (
-	MaxIDBytes   = 256
+	MaxIDBytes = 256
 	// MaxEntityIDBytes bounds online-store ids, which may carry a
 	// namespace in front of a record id ("<collection>/<id>").
 	MaxEntityIDBytes = 512
-	MaxDims      = 8192
-	MaxTopK      = 1024
-	MaxBatch     = 4096
-	MaxMetaBytes = 64 << 10
+	MaxDims          = 8192
+	MaxTopK          = 1024
+	MaxBatch         = 4096
+	MaxMetaBytes     = 64 << 10
 )
 
 // Record is one embedded item in a vector collection.
