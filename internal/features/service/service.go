@@ -13,7 +13,8 @@
 //     event older than its entity's current session belongs to a closed
 //     session, which is not reopened: windows still count it;
 //  3. each entity's state is updated atomically (one read-modify-write per
-//     entity and call, retried on conflict with another replica): every
+//     entity and call, all entities of the call in one batch, retried on
+//     conflict with another replica): every
 //     event adds a point to the "events" series and one per numeric value
 //     that a window feature aggregates; an event later than the allowed
 //     lateness fails with window.ErrTooLate and changes nothing.
@@ -337,37 +338,37 @@ func (s *Service) Ingest(ctx context.Context, events []features.Event) (errs []e
 		}
 		byEntity[id] = append(byEntity[id], i)
 	}
-	// One atomic state update per entity.
-	for _, id := range order {
-		idx := byEntity[id]
-		var evErrs map[int]error
-		uerr := s.opts.States.Update(ctx, id, func(st *State) error {
-			evErrs = map[int]error{}
-			applied := 0
-			for _, i := range idx {
-				if err := s.apply(st, &events[i], results[i]); err != nil {
-					evErrs[i] = err
-					continue
-				}
-				applied++
+	// One atomic state update per entity, all entities in one batch.
+	evErrs := make([]map[int]error, len(order))
+	uerrs := s.opts.States.UpdateBatch(ctx, order, func(k int, st *State) error {
+		m := map[int]error{}
+		evErrs[k] = m
+		applied := 0
+		for _, i := range byEntity[order[k]] {
+			if err := s.apply(st, &events[i], results[i]); err != nil {
+				m[i] = err
+				continue
 			}
-			if applied == 0 {
-				return errNothing
+			applied++
+		}
+		if applied == 0 {
+			return errNothing
+		}
+		for _, ser := range st.Series {
+			if err := ser.Trim(now.UnixNano()); err != nil {
+				return err
 			}
-			for _, ser := range st.Series {
-				if err := ser.Trim(now.UnixNano()); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if uerr != nil && !errors.Is(uerr, errNothing) {
-			for _, i := range idx {
+		}
+		return nil
+	})
+	for k, id := range order {
+		if uerr := uerrs[k]; uerr != nil && !errors.Is(uerr, errNothing) {
+			for _, i := range byEntity[id] {
 				errs[i] = fmt.Errorf("state (%s): %w", s.opts.States.Name(), uerr)
 			}
 			continue
 		}
-		for i, e := range evErrs {
+		for i, e := range evErrs[k] {
 			errs[i] = e
 		}
 		s.invalidate(id)
@@ -663,6 +664,7 @@ func (s *Service) invalidate(id string) {
 func (s *Service) compute(st *State, src features.Source, defs []registry.Def, eval *derive.Evaluator, asOf time.Time, ctxMap map[string]string) ([]features.Value, error) {
 	t := asOf.UnixNano()
 	vals := make([]features.Value, len(defs))
+	memo := aggMemo{}
 	var derivedAt []int
 	for i, d := range defs {
 		switch d.Kind() {
@@ -670,7 +672,7 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 			derivedAt = append(derivedAt, i)
 			continue
 		}
-		v, err := s.base(st, d, t, asOf)
+		v, err := s.base(st, d, t, asOf, memo)
 		if err != nil {
 			return nil, err
 		}
@@ -686,7 +688,7 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 		if err != nil {
 			return nil, err
 		}
-		v, err := s.base(st, d, t, asOf)
+		v, err := s.base(st, d, t, asOf, memo)
 		if err != nil {
 			return nil, err
 		}
@@ -706,8 +708,17 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 	return vals, nil
 }
 
+// aggMemo holds the aggregates of one (source, window) within one compute
+// call: every aggregation of a window comes from one pass.
+type aggMemo map[aggKey]window.Aggregates
+
+type aggKey struct {
+	src string
+	w   time.Duration
+}
+
 // base computes a window, session or external feature.
-func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time) (features.Value, error) {
+func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time, memo aggMemo) (features.Value, error) {
 	v := features.Value{Name: d.Name, Version: d.Version, Timestamp: asOf.UTC(), Null: true}
 	switch d.Kind() {
 	case registry.KindWindow:
@@ -722,9 +733,13 @@ func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time) (feat
 			}
 			return v, nil
 		}
-		a, err := ser.Aggregate(t, d.Window)
-		if err != nil {
-			return v, fmt.Errorf("%s: %w", d.Ref(), err)
+		a, ok := memo[aggKey{src, d.Window}]
+		if !ok {
+			var err error
+			if a, err = ser.Aggregate(t, d.Window); err != nil {
+				return v, fmt.Errorf("%s: %w", d.Ref(), err)
+			}
+			memo[aggKey{src, d.Window}] = a
 		}
 		pick := func(n window.NullFloat) { v.Value, v.Null = n.V, !n.Valid }
 		switch d.Aggregation {

@@ -12,15 +12,17 @@ import (
 	"github.com/embedd/embedd/internal/features/window"
 )
 
-// StateStore keeps entity states. Update is an atomic read-modify-write of
-// one entity's state, also across replicas sharing the store; Load reads
-// many (pipelined where the store allows).
+// StateStore keeps entity states. UpdateBatch is an atomic
+// read-modify-write of each entity's state (per entity, not across
+// entities), also across replicas sharing the store; Load reads many.
 type StateStore interface {
-	// Update loads the state of entity (a new one if absent), calls fn and
-	// stores the result. If fn returns an error nothing is stored. fn may
-	// run more than once (optimistic retries); it must be a pure function
-	// of the state it is given.
-	Update(ctx context.Context, entity string, fn func(*State) error) error
+	// UpdateBatch loads the state of every entity (a new one if absent),
+	// calls fn(k, state) for entities[k] and stores the results; it returns
+	// one error per entity. If fn returns an error that entity's state is
+	// not stored. fn may run more than once for an entity (optimistic
+	// retries) and concurrently for different entities; it must be a pure
+	// function of the state it is given.
+	UpdateBatch(ctx context.Context, entities []string, fn func(k int, st *State) error) []error
 	// Load returns one state per entity, nil where absent.
 	Load(ctx context.Context, entities []string) ([]*State, error)
 	// Scan calls fn with every entity id stored, in no order, until fn
@@ -65,8 +67,16 @@ func (m *Memory) lock(entity string) *sync.Mutex {
 	return l
 }
 
-// Update implements StateStore.
-func (m *Memory) Update(ctx context.Context, entity string, fn func(*State) error) error {
+// UpdateBatch implements StateStore.
+func (m *Memory) UpdateBatch(ctx context.Context, entities []string, fn func(int, *State) error) []error {
+	errs := make([]error, len(entities))
+	for k, entity := range entities {
+		errs[k] = m.update(entity, func(st *State) error { return fn(k, st) })
+	}
+	return errs
+}
+
+func (m *Memory) update(entity string, fn func(*State) error) error {
 	l := m.lock(entity)
 	l.Lock()
 	defer l.Unlock()
@@ -132,15 +142,18 @@ func (m *Memory) Scan(ctx context.Context, fn func(string) bool) error {
 	return nil
 }
 
-// Redis is a StateStore on Redis: one string key per entity,
-// Prefix + "{" + entity + "}" (default "embedd:fst:{user42}"), holding the
-// encoded State, with a TTL (the window horizon plus a margin, refreshed by
-// every update, so a quiet entity's state expires once every window is
-// empty and reads fall back to the offline layer).
+// Redis is a StateStore on Redis: one hash per entity,
+// Prefix + "{" + entity + "}" (default "embedd:fst:{user42}"), with fields
+// d (the encoded State) and r (a revision counter), and a TTL (the window
+// horizon plus a margin, refreshed by every update, so a quiet entity's
+// state expires once every window is empty and reads fall back to the
+// offline layer).
 //
-// Update is optimistic: WATCH the key, GET, apply, MULTI SET EXEC; a
-// concurrent update from another replica aborts the EXEC and the update is
-// retried (up to MaxRetries), so no update is lost.
+// UpdateBatch is optimistic and costs two round trips per batch, not per
+// entity: one pipeline of HMGET d r for every entity, fn in Go, then one
+// pipeline of a compare-and-set script per entity that writes only if r
+// is unchanged. Entities another replica updated meanwhile are read and
+// applied again (up to MaxRetries), so no update is lost.
 type Redis struct {
 	c      goredis.UniversalClient
 	cfg    window.Config
@@ -148,8 +161,16 @@ type Redis struct {
 	ttl    time.Duration
 }
 
-// MaxRetries bounds the optimistic retries of one Redis Update.
+// MaxRetries bounds the optimistic retries of one entity's update.
 const MaxRetries = 64
+
+// casScript sets d and bumps r when r still has the value read.
+var casScript = goredis.NewScript(`
+local r = redis.call('HGET', KEYS[1], 'r')
+if (r or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 'r', tostring((tonumber(r) or 0) + 1))
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1`)
 
 // NewRedis returns a Redis state store on c (owned by the caller).
 func NewRedis(c goredis.UniversalClient, cfg window.Config, prefix string, ttl time.Duration) *Redis {
@@ -172,56 +193,94 @@ func (r *Redis) wrap(err error) error {
 	return fmt.Errorf("%w: redis: %w", ErrUnavailable, err)
 }
 
-// Update implements StateStore.
-func (r *Redis) Update(ctx context.Context, entity string, fn func(*State) error) error {
-	key := r.Key(entity)
-	var fnErr error
-	txf := func(tx *goredis.Tx) error {
-		data, err := tx.Get(ctx, key).Bytes()
-		st := newState()
-		switch {
-		case errors.Is(err, goredis.Nil):
-		case err != nil:
-			return err
-		default:
-			if st, err = unmarshalState(data, r.cfg); err != nil {
-				return fmt.Errorf("entity %q: %w", entity, err)
+// UpdateBatch implements StateStore.
+func (r *Redis) UpdateBatch(ctx context.Context, entities []string, fn func(int, *State) error) []error {
+	errs := make([]error, len(entities))
+	todo := make([]int, len(entities))
+	for k := range todo {
+		todo[k] = k
+	}
+	if err := casScript.Load(ctx, r.c).Err(); err != nil {
+		for k := range errs {
+			errs[k] = r.wrap(err)
+		}
+		return errs
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == MaxRetries {
+			for _, k := range todo {
+				errs[k] = fmt.Errorf("%w: entity %q: %d conflicting updates in a row", ErrUnavailable, entities[k], MaxRetries)
 			}
+			break
 		}
-		if fnErr = fn(st); fnErr != nil {
-			return fnErr
+		reads := make([]*goredis.SliceCmd, len(todo))
+		if _, err := r.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for j, k := range todo {
+				reads[j] = p.HMGet(ctx, r.Key(entities[k]), "d", "r")
+			}
+			return nil
+		}); err != nil {
+			for _, k := range todo {
+				errs[k] = r.wrap(err)
+			}
+			break
 		}
-		enc, err := st.MarshalBinary()
-		if err != nil {
-			return err
+		type write struct {
+			k        int
+			rev, enc string
 		}
-		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, key, enc, r.ttl)
+		var writes []write
+		for j, k := range todo {
+			vals, _ := reads[j].Result()
+			st := newState()
+			if d, ok := vals[0].(string); ok {
+				var err error
+				if st, err = unmarshalState([]byte(d), r.cfg); err != nil {
+					errs[k] = fmt.Errorf("entity %q: %w", entities[k], err)
+					continue
+				}
+			}
+			if err := fn(k, st); err != nil {
+				errs[k] = err
+				continue
+			}
+			enc, err := st.MarshalBinary()
+			if err != nil {
+				errs[k] = err
+				continue
+			}
+			rev, _ := vals[1].(string)
+			writes = append(writes, write{k, rev, string(enc)})
+		}
+		cas := make([]*goredis.Cmd, len(writes))
+		_, err := r.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for j, w := range writes {
+				cas[j] = casScript.EvalSha(ctx, p, []string{r.Key(entities[w.k])}, w.rev, w.enc, r.ttl.Milliseconds())
+			}
 			return nil
 		})
-		return err
-	}
-	for range MaxRetries {
-		err := r.c.Watch(ctx, txf, key)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, goredis.TxFailedErr):
-			continue
-		case fnErr != nil && errors.Is(err, fnErr):
-			return err
+		if err != nil {
+			for _, w := range writes {
+				errs[w.k] = r.wrap(err)
+			}
+			break
 		}
-		return r.wrap(err)
+		todo = todo[:0]
+		for j, w := range writes {
+			if n, _ := cas[j].Int(); n != 1 {
+				todo = append(todo, w.k) // another replica wrote first
+			}
+		}
 	}
-	return fmt.Errorf("%w: entity %q: %d conflicting updates in a row", ErrUnavailable, entity, MaxRetries)
+	return errs
 }
 
-// Load implements StateStore: one pipelined GET per entity.
+// Load implements StateStore: one pipelined HGET per entity.
 func (r *Redis) Load(ctx context.Context, entities []string) ([]*State, error) {
 	cmds := make([]*goredis.StringCmd, len(entities))
 	_, err := r.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, e := range entities {
-			cmds[i] = p.Get(ctx, r.Key(e))
+			cmds[i] = p.HGet(ctx, r.Key(e), "d")
 		}
 		return nil
 	})

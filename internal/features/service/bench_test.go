@@ -1,0 +1,169 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/embedd/embedd/internal/features"
+	"github.com/embedd/embedd/internal/features/registry"
+	"github.com/embedd/embedd/internal/features/window"
+)
+
+// benchRegistry declares 50 features: count of events and 7 aggregations
+// of two values over 1m, 5m and 1h (45), and the 5 session features.
+func benchRegistry(b *testing.B) (*registry.Registry, []string) {
+	var y strings.Builder
+	var names []string
+	y.WriteString("features:\n")
+	feat := func(name, typ, src, agg, win string) {
+		fmt.Fprintf(&y, "  - name: %s\n    version: 1\n    entity: user\n    type: %s\n    source: %s\n    aggregation: %s\n", name, typ, src, agg)
+		if win != "" {
+			fmt.Fprintf(&y, "    window: %s\n", win)
+		}
+		y.WriteString("    description: benchmark feature\n    owner: bench\n")
+		names = append(names, name)
+	}
+	for _, w := range []string{"1m", "5m", "1h"} {
+		feat("events_count_"+w, "int", "events", "count", w)
+		for _, v := range []string{"amount", "price"} {
+			for _, a := range []string{"count", "sum", "avg", "min", "max", "stddev", "zscore"} {
+				typ := "float"
+				if a == "count" {
+					typ = "int"
+				}
+				feat(fmt.Sprintf("%s_%s_%s", v, a, w), typ, v, a, w)
+			}
+		}
+	}
+	for _, s := range []string{"session_duration", "events_in_session", "avg_time_between_events", "session_engagement_score", "is_new_session"} {
+		typ := "float"
+		if s == "events_in_session" {
+			typ = "int"
+		}
+		if s == "is_new_session" {
+			typ = "bool"
+		}
+		feat(s, typ, "session", s, "")
+	}
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(y.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	reg, err := registry.LoadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return reg, names
+}
+
+func benchService(b *testing.B, be backend, cacheTTL time.Duration) (*Service, []string, *clock) {
+	reg, names := benchRegistry(b)
+	clk := &clock{t: t0.Add(time.Hour)}
+	cfg, err := WindowConfig(reg, window.DefaultConfig(), time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, ss := be.open(b, cfg, clk)
+	svc, err := New(Options{Registry: reg, States: st, Sessions: ss, Clock: clk, CacheTTL: cacheTTL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc, names, clk
+}
+
+// events returns n events per entity spread over the hour before t0+1h.
+func benchEvents(entities, perEntity int, seed uint64) []features.Event {
+	r := rand.New(rand.NewPCG(seed, 1))
+	var evs []features.Event
+	for k := range perEntity {
+		for e := range entities {
+			at := t0.Add(time.Duration(k) * time.Hour / time.Duration(perEntity)).Add(time.Duration(r.IntN(1000)) * time.Millisecond)
+			evs = append(evs, features.Event{EntityID: fmt.Sprintf("user%05d", e), Type: "view", Timestamp: at,
+				Values: map[string]float64{"amount": r.Float64() * 100, "price": r.Float64() * 10}})
+		}
+	}
+	return evs
+}
+
+// BenchmarkIngest reports events/s through Ingest in batches of 256 over
+// 1,000 entities (sessions, windows of two values, one atomic state update
+// per entity and batch).
+func BenchmarkIngest(b *testing.B) {
+	for _, be := range []backend{memoryBackend(), redisBackend()} {
+		b.Run(be.name, func(b *testing.B) {
+			svc, _, _ := benchService(b, be, time.Second)
+			evs := benchEvents(1000, 60, 1)
+			ctx := context.Background()
+			n := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				lo := (i * 256) % len(evs)
+				batch := evs[lo:min(lo+256, len(evs))]
+				errs, err := svc.Ingest(ctx, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, e := range errs {
+					if e != nil && !errorsIsTooLate(e) {
+						b.Fatal(e)
+					}
+				}
+				n += len(batch)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+func errorsIsTooLate(err error) bool { return strings.Contains(err.Error(), "too late") }
+
+// BenchmarkGetFeatures reports p50/p99 of Get for 1 and 100 entities x 50
+// features, each entity holding 120 events (two values) in the last hour,
+// with the cache off (every read goes to the state store) and on.
+func BenchmarkGetFeatures(b *testing.B) {
+	for _, be := range []backend{memoryBackend(), redisBackend()} {
+		for _, cache := range []time.Duration{-1, time.Minute} {
+			for _, ents := range []int{1, 100} {
+				name := fmt.Sprintf("%s/entities=%d/cache=%v", be.name, ents, cache > 0)
+				b.Run(name, func(b *testing.B) {
+					svc, names, _ := benchService(b, be, cache)
+					ctx := context.Background()
+					evs := benchEvents(ents, 120, 2)
+					for lo := 0; lo < len(evs); lo += 1024 {
+						if _, err := svc.Ingest(ctx, evs[lo:min(lo+1024, len(evs))]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					ids := make([]string, ents)
+					for i := range ids {
+						ids[i] = fmt.Sprintf("user%05d", i)
+					}
+					req := GetRequest{Entities: ids, Features: names}
+					if _, err := svc.Get(ctx, req); err != nil { // warm
+						b.Fatal(err)
+					}
+					lat := make([]time.Duration, 0, b.N)
+					b.ResetTimer()
+					for range b.N {
+						t := time.Now()
+						res, err := svc.Get(ctx, req)
+						lat = append(lat, time.Since(t))
+						if err != nil || len(res) != ents || len(res[0].Values) != 50 {
+							b.Fatalf("get: %v", err)
+						}
+					}
+					slices.Sort(lat)
+					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+					b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+				})
+			}
+		}
+	}
+}
