@@ -23,6 +23,7 @@ import (
 
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/metrics"
 	"github.com/embedd/embedd/internal/server"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
@@ -122,13 +123,24 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		}
 	}
 
-	st, err := c.stores.open(ctx, eng, c.defaultModel, logger)
+	var feats *openedFeatures
+	var source index.FeatureSource
+	if c.features.enabled {
+		if feats, err = c.features.open(ctx, &c.stores, reg, logger); err != nil {
+			return fmt.Errorf("features: %w", err)
+		}
+		defer feats.close()
+		source = feats.svc
+	}
+	st, err := c.stores.open(ctx, eng, c.defaultModel, source, logger)
 	if err != nil {
 		return err
 	}
 	defer st.close()
+
 	// Background loops (WAL replay, feature materializer, stream
-	// consumer) stop after the gRPC server drained.
+	// consumer) stop after the gRPC server drained and before the stores
+	// close (defers run in reverse).
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	defer func() { stopBG(); bg.Wait() }()
@@ -142,13 +154,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		}()
 	}
 	background(st.idx.Run)
-
-	var feats *openedFeatures
-	if c.features.enabled {
-		if feats, err = c.features.open(ctx, &c.stores, reg, logger); err != nil {
-			return fmt.Errorf("features: %w", err)
-		}
-		defer feats.close()
+	if feats != nil {
 		for _, loop := range feats.run {
 			background(loop)
 		}

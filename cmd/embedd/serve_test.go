@@ -341,3 +341,56 @@ func TestFeaturesCommand(t *testing.T) {
 		t.Fatalf("bad registry: %v", err)
 	}
 }
+
+// TestServeHybrid: a hybrid collection configured by flag, filled by
+// UpsertHybrid from ingested events, searched with query features.
+func TestServeHybrid(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	ctx := context.Background()
+	conn, stop := runServe(t, testServeConfig(t, "--collections", "docs", "--hybrid", "docs_h=docs:amount_avg_1h,events_count_1h*2:0.7"))
+	defer stop()
+	vc := embeddv1.NewVectorServiceClient(conn)
+	fc := embeddv1.NewFeatureServiceClient(conn)
+	if _, err := vc.Upsert(ctx, &embeddv1.UpsertRequest{Items: []*embeddv1.Item{
+		{Id: "big", Text: "A cat sleeps on the mat."}, {Id: "small", Text: "A kitten naps on the rug."}, {Id: "mid", Text: "Dogs play in the park."},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var evs []*embeddv1.Event
+	for i, spec := range []struct {
+		id     string
+		n      int
+		amount float64
+	}{{"big", 2, 900}, {"small", 30, 3}, {"mid", 10, 60}} {
+		for k := range spec.n {
+			evs = append(evs, &embeddv1.Event{EntityId: spec.id, Timestamp: timestamppb.New(now.Add(time.Duration(k-spec.n-i) * time.Second)), Values: map[string]float64{"amount": spec.amount}})
+		}
+	}
+	if r, err := fc.IngestEvents(ctx, &embeddv1.IngestEventsRequest{Events: evs}); err != nil || len(r.Errors) > 0 {
+		t.Fatalf("ingest: %v %v", r, err)
+	}
+	hr, err := vc.UpsertHybrid(ctx, &embeddv1.UpsertHybridRequest{Collection: "docs_h", Ids: []string{"big", "small", "mid", "nobody"}})
+	if err != nil || hr.Upserted != 3 || fmt.Sprint(hr.NotFound) != "[nobody]" || hr.StatsVersion == "" {
+		t.Fatalf("upsert hybrid: %v %v", hr, err)
+	}
+	lc, _ := vc.ListCollections(ctx, &embeddv1.ListCollectionsRequest{})
+	if len(lc.Collections) != 2 || lc.Collections[1].Base != "docs" || lc.Collections[1].Dims != 386 {
+		t.Fatalf("collections: %v", lc)
+	}
+	// "small" behaves like the query entity: it wins over the closer text.
+	sr, err := vc.Search(ctx, &embeddv1.SearchRequest{Collection: "docs_h", Query: &embeddv1.SearchRequest_Text{Text: "a cat on a mat"}, TopK: 3,
+		Features: map[string]float64{"amount_avg_1h": 3, "events_count_1h": 30}})
+	if err != nil || sr.Hits[0].Id != "small" {
+		t.Fatalf("hybrid search: %v %v", sr, err)
+	}
+	plain, err := vc.Search(ctx, &embeddv1.SearchRequest{Collection: "docs", Query: &embeddv1.SearchRequest_Text{Text: "a cat on a mat"}, TopK: 1})
+	if err != nil || plain.Hits[0].Id != "big" {
+		t.Fatalf("plain search: %v %v", plain, err)
+	}
+	_, err = vc.Search(ctx, &embeddv1.SearchRequest{Collection: "docs", Query: &embeddv1.SearchRequest_Text{Text: "x"}, TopK: 1, Features: map[string]float64{"a": 1}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("features on a plain collection: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type storeConfig struct {
 	entityTTL         time.Duration
 	durable           bool
 	walDir            string
+	hybrid            string
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
@@ -51,6 +53,39 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.entityTTL, "entity-ttl", 0, "TTL of online entity rows; 0 keeps them")
 	fs.BoolVar(&c.durable, "durable", false, "queue writes a store could not take in a local write-ahead log and replay them when it is back")
 	fs.StringVar(&c.walDir, "wal-dir", "", "write-ahead log directory (default: <data-dir>/wal)")
+	fs.StringVar(&c.hybrid, "hybrid", "", `hybrid collections, ";"-separated, each NAME=BASE:FEATURE[*WEIGHT],...:ALPHA, e.g. "docs_h=default:amount_avg_1h,events_count_1h*2:0.3"`)
+}
+
+// parseHybrid reads the --hybrid flag.
+func parseHybrid(spec string) ([]index.HybridConfig, error) {
+	var out []index.HybridConfig
+	for _, part := range strings.Split(spec, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, rest, ok := strings.Cut(part, "=")
+		fields := strings.Split(rest, ":")
+		if !ok || len(fields) != 3 {
+			return nil, fmt.Errorf("%w: --hybrid %q: want NAME=BASE:FEATURES:ALPHA", errUsage, part)
+		}
+		alpha, err := strconv.ParseFloat(fields[2], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --hybrid %q: alpha: %v", errUsage, part, err)
+		}
+		hc := index.HybridConfig{Name: name, Base: fields[0], Alpha: alpha, Weights: map[string]float64{}}
+		for _, f := range strings.Split(fields[1], ",") {
+			fname, w, weighted := strings.Cut(strings.TrimSpace(f), "*")
+			hc.Features = append(hc.Features, fname)
+			if weighted {
+				if hc.Weights[fname], err = strconv.ParseFloat(w, 64); err != nil {
+					return nil, fmt.Errorf("%w: --hybrid %q: weight of %s: %v", errUsage, part, fname, err)
+				}
+			}
+		}
+		out = append(out, hc)
+	}
+	return out, nil
 }
 
 // openedStores is what serve holds open.
@@ -96,7 +131,7 @@ func parseCollections(spec, defaultModel string) ([]index.CollectionConfig, erro
 }
 
 // open connects the configured stores and builds the index.
-func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel string, logger *slog.Logger) (_ *openedStores, err error) {
+func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel string, feats index.FeatureSource, logger *slog.Logger) (_ *openedStores, err error) {
 	o := &openedStores{}
 	defer func() {
 		if err != nil {
@@ -120,7 +155,17 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		}
 		o.closers = append(o.closers, emb2.Close)
 	}
-	opts := index.Options{Collections: colls, EntityTTL: c.entityTTL, Logger: logger}
+	hybrids, err := parseHybrid(c.hybrid)
+	if err != nil {
+		return nil, err
+	}
+	if len(hybrids) > 0 && feats == nil {
+		return nil, fmt.Errorf("%w: --hybrid needs the feature service (--features)", errUsage)
+	}
+	opts := index.Options{Collections: colls, EntityTTL: c.entityTTL, Logger: logger, Hybrid: hybrids, SnapshotDir: dataDir}
+	if feats != nil {
+		opts.Features = feats
+	}
 	if c.milvusAddr != "" {
 		mo := milvus.DefaultOptions()
 		mo.Address, mo.Index, mo.Metric, mo.Consistency = c.milvusAddr, c.milvusIndex, c.milvusMetric, c.milvusConsistency

@@ -99,6 +99,8 @@ type Collection struct {
 	Model        string
 	ModelVersion string
 	Dims         int
+	// Base is the base collection of a hybrid collection ("" otherwise).
+	Base string
 }
 
 // Options configures an Index.
@@ -115,6 +117,11 @@ type Options struct {
 	WAL *wal.Log
 	// EntityTTL is the TTL of online rows; 0 keeps them.
 	EntityTTL time.Duration
+	// Hybrid declares hybrid collections (see hybrid.go); Features feeds
+	// them; SnapshotDir keeps their standardization statistics.
+	Hybrid      []HybridConfig
+	Features    FeatureSource
+	SnapshotDir string
 	// Now is the clock for updated_at. Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -125,8 +132,9 @@ type Options struct {
 type Index struct {
 	emb   Embedder
 	opts  Options
-	colls map[string]*Collection
-	order []string
+	colls   map[string]*Collection
+	order   []string
+	hybrids map[string]*hybridColl
 
 	// walMu orders "is the log empty?" with appends, so a write never
 	// overtakes one queued before it.
@@ -154,7 +162,7 @@ func New(ctx context.Context, emb Embedder, opts Options) (*Index, error) {
 	if opts.OnlineName == "" {
 		opts.OnlineName = "online store"
 	}
-	x := &Index{emb: emb, opts: opts, colls: map[string]*Collection{}}
+	x := &Index{emb: emb, opts: opts, colls: map[string]*Collection{}, hybrids: map[string]*hybridColl{}}
 	for i, cc := range opts.Collections {
 		if err := validCollectionName(cc.Name); err != nil {
 			return nil, fmt.Errorf("collections[%d]: %w", i, err)
@@ -171,6 +179,11 @@ func New(ctx context.Context, emb Embedder, opts Options) (*Index, error) {
 		}
 		x.colls[cc.Name] = &Collection{Name: cc.Name, Model: cc.Model, ModelVersion: m.Version, Dims: m.Dims}
 		x.order = append(x.order, cc.Name)
+	}
+	for _, hc := range opts.Hybrid {
+		if err := x.setupHybrid(ctx, hc); err != nil {
+			return nil, err
+		}
 	}
 	return x, nil
 }
@@ -193,6 +206,10 @@ func (x *Index) Collections() []Collection {
 	for _, n := range x.order {
 		out = append(out, *x.colls[n])
 	}
+	for _, hc := range x.opts.Hybrid {
+		h := x.hybrids[hc.Name]
+		out = append(out, Collection{Name: hc.Name, Model: h.base.Model, ModelVersion: h.base.ModelVersion, Dims: h.merger.Dims(), Base: hc.Base})
+	}
 	return out
 }
 
@@ -204,6 +221,9 @@ func (x *Index) collection(name string) (*Collection, error) {
 		name = x.order[0]
 	}
 	c, ok := x.colls[name]
+	if _, hyb := x.hybrids[name]; hyb {
+		return nil, fmt.Errorf("%w: %q is a hybrid collection: write it with UpsertHybrid, read it with Search", ErrInvalid, name)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %q (configured: %s)", ErrUnknownCollection, name, strings.Join(x.order, ", "))
 	}
@@ -537,6 +557,8 @@ type Query struct {
 	Oversample     int
 	Truncate       bool
 	IncludeVectors bool
+	// Features are the query's feature values on a hybrid collection.
+	Features map[string]float64
 }
 
 // Hit is one search result.
@@ -557,9 +579,20 @@ type SearchResult struct {
 
 // Search answers q.
 func (x *Index) Search(ctx context.Context, q Query) (*SearchResult, error) {
-	c, err := x.collection(q.Collection)
-	if err != nil {
+	h := x.hybrids[q.Collection]
+	var c *Collection
+	var err error
+	if h != nil {
+		// Query vectors are validated against the base's dims.
+		c = &Collection{Name: h.cfg.Name, Model: h.base.Model, ModelVersion: h.base.ModelVersion, Dims: h.base.Dims}
+	} else if c, err = x.collection(q.Collection); err != nil {
 		return nil, err
+	}
+	if len(q.Features) > 0 && h == nil {
+		return nil, fmt.Errorf("%w: features are only used on hybrid collections; %q is not one", ErrInvalid, c.Name)
+	}
+	if err := validFeatures(q.Features); err != nil {
+		return nil, fmt.Errorf("%w: query %v", ErrInvalid, err)
 	}
 	n := 0
 	for _, set := range []bool{q.Text != "", len(q.Vector) > 0, q.ID != ""} {
@@ -587,7 +620,12 @@ func (x *Index) Search(ctx context.Context, q Query) (*SearchResult, error) {
 			return nil, fmt.Errorf("%w: query id: %v", ErrInvalid, err)
 		}
 	}
-	vec, err := x.queryVector(ctx, c, q)
+	var vec []float32
+	if h != nil {
+		vec, err = x.hybridQuery(ctx, h, q)
+	} else {
+		vec, err = x.queryVector(ctx, c, q)
+	}
 	if err != nil {
 		return nil, err
 	}

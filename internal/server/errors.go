@@ -51,6 +51,8 @@ func (s *Service) toStatus(err error) error {
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, service.ErrUnavailable):
 		// The message names the store ("redis: store: unavailable: ...").
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, index.ErrNoFeatures):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, pull.ErrMissing), errors.Is(err, pull.ErrChecksum):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}

@@ -58,6 +58,7 @@ func (v *Vectors) Search(ctx context.Context, req *embeddv1.SearchRequest) (_ *e
 		Collection: req.GetCollection(), Text: req.GetText(), Vector: req.GetVector().GetValues(), ID: req.GetId(),
 		TopK: int(min(req.GetTopK(), 1<<20)), Filter: req.GetFilter(), Rescore: req.GetRescore(),
 		Oversample: int(min(req.GetOversample(), 1<<20)), Truncate: req.GetTruncate(), IncludeVectors: req.GetIncludeVectors(),
+		Features: req.GetFeatures(),
 	}
 	res, err := v.idx.Search(ctx, q)
 	if err != nil {
@@ -113,7 +114,31 @@ func (v *Vectors) ListCollections(context.Context, *embeddv1.ListCollectionsRequ
 	vn, on := v.idx.StoreNames()
 	out := &embeddv1.ListCollectionsResponse{}
 	for _, c := range v.idx.Collections() {
-		out.Collections = append(out.Collections, &embeddv1.Collection{Name: c.Name, Model: c.Model, Dims: uint32(c.Dims), VectorStore: vn, OnlineStore: on})
+		oc := &embeddv1.Collection{Name: c.Name, Model: c.Model, Dims: uint32(c.Dims), VectorStore: vn, OnlineStore: on, Base: c.Base}
+		if c.Base != "" {
+			oc.OnlineStore = ""
+		}
+		out.Collections = append(out.Collections, oc)
+	}
+	return out, nil
+}
+
+// UpsertHybrid implements VectorService.UpsertHybrid.
+func (v *Vectors) UpsertHybrid(ctx context.Context, req *embeddv1.UpsertHybridRequest) (_ *embeddv1.UpsertHybridResponse, err error) {
+	defer v.s.observe("UpsertHybrid", req.GetCollection(), time.Now(), &err)
+	if err := v.limit("ids", len(req.GetIds())); err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	res, err := v.idx.UpsertHybrid(ctx, req.GetCollection(), req.GetIds())
+	if err != nil {
+		return nil, v.s.toStatus(err)
+	}
+	out := &embeddv1.UpsertHybridResponse{Upserted: uint32(res.Upserted), NotFound: res.NotFound, StatsVersion: res.StatsVersion, StatsFrozen: res.Frozen}
+	for _, id := range req.GetIds() {
+		if m, ok := res.MissingFeatures[id]; ok {
+			out.MissingFeatures = append(out.MissingFeatures, &embeddv1.MissingFeatures{Id: id, Features: m})
+			delete(res.MissingFeatures, id)
+		}
 	}
 	return out, nil
 }

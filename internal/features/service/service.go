@@ -842,3 +842,29 @@ func (s *Service) Materialize(ctx context.Context) (string, int, error) {
 	path, err := s.opts.Offline.Write(rows, now)
 	return path, len(ids), err
 }
+
+// FeatureValues returns the current non-null values of names for each id
+// (nil for an unknown entity); it serves hybrid vectors.
+func (s *Service) FeatureValues(ctx context.Context, ids []string, names []string) ([]map[string]float64, error) {
+	out := make([]map[string]float64, len(ids))
+	for lo := 0; lo < len(ids); lo += MaxEntities {
+		chunk := ids[lo:min(len(ids), lo+MaxEntities)]
+		res, err := s.Get(ctx, GetRequest{Entities: chunk, Features: names})
+		if err != nil {
+			return nil, err
+		}
+		for k, ev := range res {
+			if !ev.Found {
+				continue
+			}
+			m := make(map[string]float64, len(ev.Values))
+			for _, v := range ev.Values {
+				if !v.Null {
+					m[v.Name] = v.Value
+				}
+			}
+			out[lo+k] = m
+		}
+	}
+	return out, nil
+}

@@ -313,8 +313,12 @@ type SearchRequest struct {
 	Truncate   bool   `protobuf:"varint,9,opt,name=truncate,proto3" json:"truncate,omitempty"`
 	// Return each hit's stored vector.
 	IncludeVectors bool `protobuf:"varint,10,opt,name=include_vectors,json=includeVectors,proto3" json:"include_vectors,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// On a hybrid collection: the query's feature values. Searching by id
+	// without them uses that entity's current values; missing ones count as
+	// the mean.
+	Features      map[string]float64 `protobuf:"bytes,11,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchRequest) Reset() {
@@ -428,6 +432,13 @@ func (x *SearchRequest) GetIncludeVectors() bool {
 		return x.IncludeVectors
 	}
 	return false
+}
+
+func (x *SearchRequest) GetFeatures() map[string]float64 {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 type isSearchRequest_Query interface {
@@ -950,8 +961,10 @@ type Collection struct {
 	Model string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
 	Dims  uint32                 `protobuf:"varint,3,opt,name=dims,proto3" json:"dims,omitempty"`
 	// Backends, e.g. "milvus" / "redis" or "embedded".
-	VectorStore   string `protobuf:"bytes,4,opt,name=vector_store,json=vectorStore,proto3" json:"vector_store,omitempty"`
-	OnlineStore   string `protobuf:"bytes,5,opt,name=online_store,json=onlineStore,proto3" json:"online_store,omitempty"`
+	VectorStore string `protobuf:"bytes,4,opt,name=vector_store,json=vectorStore,proto3" json:"vector_store,omitempty"`
+	OnlineStore string `protobuf:"bytes,5,opt,name=online_store,json=onlineStore,proto3" json:"online_store,omitempty"`
+	// Base collection of a hybrid collection; empty otherwise.
+	Base          string `protobuf:"bytes,6,opt,name=base,proto3" json:"base,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1034,197 @@ func (x *Collection) GetOnlineStore() string {
 	return ""
 }
 
+func (x *Collection) GetBase() string {
+	if x != nil {
+		return x.Base
+	}
+	return ""
+}
+
+type UpsertHybridRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertHybridRequest) Reset() {
+	*x = UpsertHybridRequest{}
+	mi := &file_embedd_v1_vectors_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertHybridRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertHybridRequest) ProtoMessage() {}
+
+func (x *UpsertHybridRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedd_v1_vectors_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertHybridRequest.ProtoReflect.Descriptor instead.
+func (*UpsertHybridRequest) Descriptor() ([]byte, []int) {
+	return file_embedd_v1_vectors_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpsertHybridRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *UpsertHybridRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type MissingFeatures struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Features      []string               `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MissingFeatures) Reset() {
+	*x = MissingFeatures{}
+	mi := &file_embedd_v1_vectors_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MissingFeatures) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MissingFeatures) ProtoMessage() {}
+
+func (x *MissingFeatures) ProtoReflect() protoreflect.Message {
+	mi := &file_embedd_v1_vectors_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MissingFeatures.ProtoReflect.Descriptor instead.
+func (*MissingFeatures) Descriptor() ([]byte, []int) {
+	return file_embedd_v1_vectors_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MissingFeatures) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MissingFeatures) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+type UpsertHybridResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Upserted uint32                 `protobuf:"varint,1,opt,name=upserted,proto3" json:"upserted,omitempty"`
+	// Ids not in the base collection (not written).
+	NotFound []string `protobuf:"bytes,2,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	// Written ids lacking some feature values (taken as the mean).
+	MissingFeatures []*MissingFeatures `protobuf:"bytes,3,rep,name=missing_features,json=missingFeatures,proto3" json:"missing_features,omitempty"`
+	// Version of the standardization statistics the vectors were built with.
+	StatsVersion string `protobuf:"bytes,4,opt,name=stats_version,json=statsVersion,proto3" json:"stats_version,omitempty"`
+	// Frozen: the statistics no longer change (after the first entities).
+	StatsFrozen   bool `protobuf:"varint,5,opt,name=stats_frozen,json=statsFrozen,proto3" json:"stats_frozen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertHybridResponse) Reset() {
+	*x = UpsertHybridResponse{}
+	mi := &file_embedd_v1_vectors_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertHybridResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertHybridResponse) ProtoMessage() {}
+
+func (x *UpsertHybridResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedd_v1_vectors_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertHybridResponse.ProtoReflect.Descriptor instead.
+func (*UpsertHybridResponse) Descriptor() ([]byte, []int) {
+	return file_embedd_v1_vectors_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpsertHybridResponse) GetUpserted() uint32 {
+	if x != nil {
+		return x.Upserted
+	}
+	return 0
+}
+
+func (x *UpsertHybridResponse) GetNotFound() []string {
+	if x != nil {
+		return x.NotFound
+	}
+	return nil
+}
+
+func (x *UpsertHybridResponse) GetMissingFeatures() []*MissingFeatures {
+	if x != nil {
+		return x.MissingFeatures
+	}
+	return nil
+}
+
+func (x *UpsertHybridResponse) GetStatsVersion() string {
+	if x != nil {
+		return x.StatsVersion
+	}
+	return ""
+}
+
+func (x *UpsertHybridResponse) GetStatsFrozen() bool {
+	if x != nil {
+		return x.StatsFrozen
+	}
+	return false
+}
+
 type ListCollectionsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Collections   []*Collection          `protobuf:"bytes,1,rep,name=collections,proto3" json:"collections,omitempty"`
@@ -1030,7 +1234,7 @@ type ListCollectionsResponse struct {
 
 func (x *ListCollectionsResponse) Reset() {
 	*x = ListCollectionsResponse{}
-	mi := &file_embedd_v1_vectors_proto_msgTypes[14]
+	mi := &file_embedd_v1_vectors_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1246,7 @@ func (x *ListCollectionsResponse) String() string {
 func (*ListCollectionsResponse) ProtoMessage() {}
 
 func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedd_v1_vectors_proto_msgTypes[14]
+	mi := &file_embedd_v1_vectors_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1259,7 @@ func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListCollectionsResponse) Descriptor() ([]byte, []int) {
-	return file_embedd_v1_vectors_proto_rawDescGZIP(), []int{14}
+	return file_embedd_v1_vectors_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListCollectionsResponse) GetCollections() []*Collection {
@@ -1094,7 +1298,7 @@ const file_embedd_v1_vectors_proto_rawDesc = "" +
 	"\rmodel_version\x18\x04 \x01(\tR\fmodelVersion\x12\x16\n" +
 	"\x06queued\x18\x05 \x01(\bR\x06queued\")\n" +
 	"\vFloatVector\x12\x1a\n" +
-	"\x06values\x18\x01 \x03(\x02B\x02\x10\x01R\x06values\"\xbe\x02\n" +
+	"\x06values\x18\x01 \x03(\x02B\x02\x10\x01R\x06values\"\xbf\x03\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -1110,7 +1314,11 @@ const file_embedd_v1_vectors_proto_rawDesc = "" +
 	"oversample\x12\x1a\n" +
 	"\btruncate\x18\t \x01(\bR\btruncate\x12'\n" +
 	"\x0finclude_vectors\x18\n" +
-	" \x01(\bR\x0eincludeVectorsB\a\n" +
+	" \x01(\bR\x0eincludeVectors\x12B\n" +
+	"\bfeatures\x18\v \x03(\v2&.embedd.v1.SearchRequest.FeaturesEntryR\bfeatures\x1a;\n" +
+	"\rFeaturesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\a\n" +
 	"\x05query\"c\n" +
 	"\x03Hit\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -1155,22 +1363,38 @@ const file_embedd_v1_vectors_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\rR\adeleted\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\bR\x06queued\"\x18\n" +
-	"\x16ListCollectionsRequest\"\x90\x01\n" +
+	"\x16ListCollectionsRequest\"\xa4\x01\n" +
 	"\n" +
 	"Collection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x12\n" +
 	"\x04dims\x18\x03 \x01(\rR\x04dims\x12!\n" +
 	"\fvector_store\x18\x04 \x01(\tR\vvectorStore\x12!\n" +
-	"\fonline_store\x18\x05 \x01(\tR\vonlineStore\"R\n" +
+	"\fonline_store\x18\x05 \x01(\tR\vonlineStore\x12\x12\n" +
+	"\x04base\x18\x06 \x01(\tR\x04base\"G\n" +
+	"\x13UpsertHybridRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"=\n" +
+	"\x0fMissingFeatures\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bfeatures\x18\x02 \x03(\tR\bfeatures\"\xde\x01\n" +
+	"\x14UpsertHybridResponse\x12\x1a\n" +
+	"\bupserted\x18\x01 \x01(\rR\bupserted\x12\x1b\n" +
+	"\tnot_found\x18\x02 \x03(\tR\bnotFound\x12E\n" +
+	"\x10missing_features\x18\x03 \x03(\v2\x1a.embedd.v1.MissingFeaturesR\x0fmissingFeatures\x12#\n" +
+	"\rstats_version\x18\x04 \x01(\tR\fstatsVersion\x12!\n" +
+	"\fstats_frozen\x18\x05 \x01(\bR\vstatsFrozen\"R\n" +
 	"\x17ListCollectionsResponse\x127\n" +
-	"\vcollections\x18\x01 \x03(\v2\x15.embedd.v1.CollectionR\vcollections2\xdc\x02\n" +
+	"\vcollections\x18\x01 \x03(\v2\x15.embedd.v1.CollectionR\vcollections2\xad\x03\n" +
 	"\rVectorService\x12=\n" +
 	"\x06Upsert\x12\x18.embedd.v1.UpsertRequest\x1a\x19.embedd.v1.UpsertResponse\x12=\n" +
 	"\x06Search\x12\x18.embedd.v1.SearchRequest\x1a\x19.embedd.v1.SearchResponse\x124\n" +
 	"\x03Get\x12\x15.embedd.v1.GetRequest\x1a\x16.embedd.v1.GetResponse\x12=\n" +
 	"\x06Delete\x12\x18.embedd.v1.DeleteRequest\x1a\x19.embedd.v1.DeleteResponse\x12X\n" +
-	"\x0fListCollections\x12!.embedd.v1.ListCollectionsRequest\x1a\".embedd.v1.ListCollectionsResponseB3Z1github.com/embedd/embedd/proto/embedd/v1;embeddv1b\x06proto3"
+	"\x0fListCollections\x12!.embedd.v1.ListCollectionsRequest\x1a\".embedd.v1.ListCollectionsResponse\x12O\n" +
+	"\fUpsertHybrid\x12\x1e.embedd.v1.UpsertHybridRequest\x1a\x1f.embedd.v1.UpsertHybridResponseB3Z1github.com/embedd/embedd/proto/embedd/v1;embeddv1b\x06proto3"
 
 var (
 	file_embedd_v1_vectors_proto_rawDescOnce sync.Once
@@ -1184,7 +1408,7 @@ func file_embedd_v1_vectors_proto_rawDescGZIP() []byte {
 	return file_embedd_v1_vectors_proto_rawDescData
 }
 
-var file_embedd_v1_vectors_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_embedd_v1_vectors_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_embedd_v1_vectors_proto_goTypes = []any{
 	(*Item)(nil),                    // 0: embedd.v1.Item
 	(*UpsertRequest)(nil),           // 1: embedd.v1.UpsertRequest
@@ -1200,33 +1424,41 @@ var file_embedd_v1_vectors_proto_goTypes = []any{
 	(*DeleteResponse)(nil),          // 11: embedd.v1.DeleteResponse
 	(*ListCollectionsRequest)(nil),  // 12: embedd.v1.ListCollectionsRequest
 	(*Collection)(nil),              // 13: embedd.v1.Collection
-	(*ListCollectionsResponse)(nil), // 14: embedd.v1.ListCollectionsResponse
-	nil,                             // 15: embedd.v1.Item.FeaturesEntry
-	nil,                             // 16: embedd.v1.StoredItem.FeaturesEntry
+	(*UpsertHybridRequest)(nil),     // 14: embedd.v1.UpsertHybridRequest
+	(*MissingFeatures)(nil),         // 15: embedd.v1.MissingFeatures
+	(*UpsertHybridResponse)(nil),    // 16: embedd.v1.UpsertHybridResponse
+	(*ListCollectionsResponse)(nil), // 17: embedd.v1.ListCollectionsResponse
+	nil,                             // 18: embedd.v1.Item.FeaturesEntry
+	nil,                             // 19: embedd.v1.SearchRequest.FeaturesEntry
+	nil,                             // 20: embedd.v1.StoredItem.FeaturesEntry
 }
 var file_embedd_v1_vectors_proto_depIdxs = []int32{
-	15, // 0: embedd.v1.Item.features:type_name -> embedd.v1.Item.FeaturesEntry
+	18, // 0: embedd.v1.Item.features:type_name -> embedd.v1.Item.FeaturesEntry
 	0,  // 1: embedd.v1.UpsertRequest.items:type_name -> embedd.v1.Item
 	3,  // 2: embedd.v1.SearchRequest.vector:type_name -> embedd.v1.FloatVector
-	5,  // 3: embedd.v1.SearchResponse.hits:type_name -> embedd.v1.Hit
-	16, // 4: embedd.v1.StoredItem.features:type_name -> embedd.v1.StoredItem.FeaturesEntry
-	8,  // 5: embedd.v1.GetResponse.items:type_name -> embedd.v1.StoredItem
-	13, // 6: embedd.v1.ListCollectionsResponse.collections:type_name -> embedd.v1.Collection
-	1,  // 7: embedd.v1.VectorService.Upsert:input_type -> embedd.v1.UpsertRequest
-	4,  // 8: embedd.v1.VectorService.Search:input_type -> embedd.v1.SearchRequest
-	7,  // 9: embedd.v1.VectorService.Get:input_type -> embedd.v1.GetRequest
-	10, // 10: embedd.v1.VectorService.Delete:input_type -> embedd.v1.DeleteRequest
-	12, // 11: embedd.v1.VectorService.ListCollections:input_type -> embedd.v1.ListCollectionsRequest
-	2,  // 12: embedd.v1.VectorService.Upsert:output_type -> embedd.v1.UpsertResponse
-	6,  // 13: embedd.v1.VectorService.Search:output_type -> embedd.v1.SearchResponse
-	9,  // 14: embedd.v1.VectorService.Get:output_type -> embedd.v1.GetResponse
-	11, // 15: embedd.v1.VectorService.Delete:output_type -> embedd.v1.DeleteResponse
-	14, // 16: embedd.v1.VectorService.ListCollections:output_type -> embedd.v1.ListCollectionsResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	19, // 3: embedd.v1.SearchRequest.features:type_name -> embedd.v1.SearchRequest.FeaturesEntry
+	5,  // 4: embedd.v1.SearchResponse.hits:type_name -> embedd.v1.Hit
+	20, // 5: embedd.v1.StoredItem.features:type_name -> embedd.v1.StoredItem.FeaturesEntry
+	8,  // 6: embedd.v1.GetResponse.items:type_name -> embedd.v1.StoredItem
+	15, // 7: embedd.v1.UpsertHybridResponse.missing_features:type_name -> embedd.v1.MissingFeatures
+	13, // 8: embedd.v1.ListCollectionsResponse.collections:type_name -> embedd.v1.Collection
+	1,  // 9: embedd.v1.VectorService.Upsert:input_type -> embedd.v1.UpsertRequest
+	4,  // 10: embedd.v1.VectorService.Search:input_type -> embedd.v1.SearchRequest
+	7,  // 11: embedd.v1.VectorService.Get:input_type -> embedd.v1.GetRequest
+	10, // 12: embedd.v1.VectorService.Delete:input_type -> embedd.v1.DeleteRequest
+	12, // 13: embedd.v1.VectorService.ListCollections:input_type -> embedd.v1.ListCollectionsRequest
+	14, // 14: embedd.v1.VectorService.UpsertHybrid:input_type -> embedd.v1.UpsertHybridRequest
+	2,  // 15: embedd.v1.VectorService.Upsert:output_type -> embedd.v1.UpsertResponse
+	6,  // 16: embedd.v1.VectorService.Search:output_type -> embedd.v1.SearchResponse
+	9,  // 17: embedd.v1.VectorService.Get:output_type -> embedd.v1.GetResponse
+	11, // 18: embedd.v1.VectorService.Delete:output_type -> embedd.v1.DeleteResponse
+	17, // 19: embedd.v1.VectorService.ListCollections:output_type -> embedd.v1.ListCollectionsResponse
+	16, // 20: embedd.v1.VectorService.UpsertHybrid:output_type -> embedd.v1.UpsertHybridResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_embedd_v1_vectors_proto_init() }
@@ -1245,7 +1477,7 @@ func file_embedd_v1_vectors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedd_v1_vectors_proto_rawDesc), len(file_embedd_v1_vectors_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	VectorService_Get_FullMethodName             = "/embedd.v1.VectorService/Get"
 	VectorService_Delete_FullMethodName          = "/embedd.v1.VectorService/Delete"
 	VectorService_ListCollections_FullMethodName = "/embedd.v1.VectorService/ListCollections"
+	VectorService_UpsertHybrid_FullMethodName    = "/embedd.v1.VectorService/UpsertHybrid"
 )
 
 // VectorServiceClient is the client API for VectorService service.
@@ -52,6 +53,15 @@ type VectorServiceClient interface {
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	// ListCollections lists the configured collections.
 	ListCollections(ctx context.Context, in *ListCollectionsRequest, opts ...grpc.CallOption) (*ListCollectionsResponse, error)
+	// UpsertHybrid (re)builds the hybrid vectors of ids in a hybrid
+	// collection from their base collection's vectors and their current
+	// real-time feature values:
+	//
+	//	h = normalize(concat(sqrt(1-alpha) e, sqrt(alpha) f)),
+	//
+	// e the unit embedding, f the unit vector of weighted, standardized,
+	// clipped feature values, so dot(h_a, h_b) = (1-alpha) cos(e) + alpha cos(f).
+	UpsertHybrid(ctx context.Context, in *UpsertHybridRequest, opts ...grpc.CallOption) (*UpsertHybridResponse, error)
 }
 
 type vectorServiceClient struct {
@@ -112,6 +122,16 @@ func (c *vectorServiceClient) ListCollections(ctx context.Context, in *ListColle
 	return out, nil
 }
 
+func (c *vectorServiceClient) UpsertHybrid(ctx context.Context, in *UpsertHybridRequest, opts ...grpc.CallOption) (*UpsertHybridResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpsertHybridResponse)
+	err := c.cc.Invoke(ctx, VectorService_UpsertHybrid_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VectorServiceServer is the server API for VectorService service.
 // All implementations must embed UnimplementedVectorServiceServer
 // for forward compatibility.
@@ -131,6 +151,15 @@ type VectorServiceServer interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	// ListCollections lists the configured collections.
 	ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsResponse, error)
+	// UpsertHybrid (re)builds the hybrid vectors of ids in a hybrid
+	// collection from their base collection's vectors and their current
+	// real-time feature values:
+	//
+	//	h = normalize(concat(sqrt(1-alpha) e, sqrt(alpha) f)),
+	//
+	// e the unit embedding, f the unit vector of weighted, standardized,
+	// clipped feature values, so dot(h_a, h_b) = (1-alpha) cos(e) + alpha cos(f).
+	UpsertHybrid(context.Context, *UpsertHybridRequest) (*UpsertHybridResponse, error)
 	mustEmbedUnimplementedVectorServiceServer()
 }
 
@@ -155,6 +184,9 @@ func (UnimplementedVectorServiceServer) Delete(context.Context, *DeleteRequest) 
 }
 func (UnimplementedVectorServiceServer) ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCollections not implemented")
+}
+func (UnimplementedVectorServiceServer) UpsertHybrid(context.Context, *UpsertHybridRequest) (*UpsertHybridResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpsertHybrid not implemented")
 }
 func (UnimplementedVectorServiceServer) mustEmbedUnimplementedVectorServiceServer() {}
 func (UnimplementedVectorServiceServer) testEmbeddedByValue()                       {}
@@ -267,6 +299,24 @@ func _VectorService_ListCollections_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VectorService_UpsertHybrid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpsertHybridRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).UpsertHybrid(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_UpsertHybrid_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).UpsertHybrid(ctx, req.(*UpsertHybridRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VectorService_ServiceDesc is the grpc.ServiceDesc for VectorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -293,6 +343,10 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCollections",
 			Handler:    _VectorService_ListCollections_Handler,
+		},
+		{
+			MethodName: "UpsertHybrid",
+			Handler:    _VectorService_UpsertHybrid_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
