@@ -130,8 +130,8 @@ type Options struct {
 
 // Index is the pipeline.
 type Index struct {
-	emb   Embedder
-	opts  Options
+	emb     Embedder
+	opts    Options
 	colls   map[string]*Collection
 	order   []string
 	hybrids map[string]*hybridColl
