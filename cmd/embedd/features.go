@@ -123,15 +123,37 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 		if opts.Sessions, err = session.NewRedis(rc, scfg, session.RedisOptions{}); err != nil {
 			return nil, err
 		}
-	} else {
-		opts.States = service.NewMemory(wcfg, 1<<20)
-		if opts.Sessions, err = session.NewMemory(scfg, session.MemoryOptions{}); err != nil {
-			return nil, err
-		}
 	}
 	dataDir := st.dataDir
 	if dataDir == "" {
 		dataDir = defaultDataDir()
+	}
+	if rc == nil {
+		// Embedded mode: states in memory, saved every 10s and at shutdown.
+		mem := service.NewMemory(wcfg, 1<<20)
+		path := filepath.Join(dataDir, "features", "state.bin")
+		if err := mem.LoadFile(path); err != nil {
+			return nil, err
+		}
+		opts.States = mem
+		o.closers = append(o.closers, func() error { return mem.Save(path) })
+		o.run = append(o.run, func(ctx context.Context) error {
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+					if err := mem.Save(path); err != nil {
+						logger.Warn("saving feature state failed", "path", path, "err", err)
+					}
+				}
+			}
+		})
+		if opts.Sessions, err = session.NewMemory(scfg, session.MemoryOptions{}); err != nil {
+			return nil, err
+		}
 	}
 	offDir := c.offlineDir
 	if offDir == "" {

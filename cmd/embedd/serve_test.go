@@ -261,10 +261,19 @@ func TestServeFeatures(t *testing.T) {
 	}
 
 	t.Run("embedded", func(t *testing.T) {
-		conn, stop := runServe(t, testServeConfig(t))
-		defer stop()
+		data := t.TempDir()
+		conn, stop := runServe(t, testServeConfig(t, "--data-dir", data))
 		fc := embeddv1.NewFeatureServiceClient(conn)
 		ingest(t, fc, "u1")
+		check(t, fc, "u1", 3)
+		stop()
+		// The window state survives a restart of the embedded mode.
+		conn, stop = runServe(t, testServeConfig(t, "--data-dir", data))
+		defer stop()
+		fc = embeddv1.NewFeatureServiceClient(conn)
+		if res, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{"u1"}, Features: []string{"amount_count_5m"}}); err != nil || res.Entities[0].Values[0].Value != 3 {
+			t.Fatalf("after restart: %v %v", res, err)
+		}
 		check(t, fc, "u1", 3)
 		lf, err := fc.ListFeatures(ctx, &embeddv1.ListFeaturesRequest{})
 		if err != nil || len(lf.Features) < 30 || len(lf.FeatureSets) == 0 {

@@ -3,9 +3,11 @@
 // batches, search latency percentiles for top-k, and recall@k of the ANN
 // index against exact (brute-force) search computed here in Go.
 //
-// The data are n random unit vectors (seeded, reproducible) and the queries
-// are fresh random unit vectors; random 384-dimensional data have no cluster
-// structure, so recall here is a lower bound for real embeddings.
+// The data are n unit vectors with the structure of text embeddings
+// (bench/internal/synth: 32 latent factors plus noise, seeded) and the
+// queries fresh vectors from the same distribution; -data random uses
+// i.i.d. Gaussian vectors instead, which have no neighbourhood structure
+// and make any ANN index look bad (a lower bound).
 //
 //	scripts/milvus.sh start
 //	go run ./bench/stores/milvus -n 100000 -dims 384 -batch 256 -queries 500
@@ -25,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embedd/embedd/bench/internal/synth"
 	"github.com/embedd/embedd/internal/store"
 	"github.com/embedd/embedd/internal/store/milvus"
 )
@@ -40,13 +43,14 @@ func main() {
 	ef := flag.Int("ef", 0, "HNSW ef at search (0: default 64)")
 	consistency := flag.String("consistency", "Strong,Bounded", "read consistency levels to measure, comma-separated: Strong, Session, Bounded")
 	keep := flag.Bool("keep", false, "keep the collection afterwards")
+	data := flag.String("data", "clustered", "clustered (embedding-like) or random")
 	flag.Parse()
-	if err := run(*addr, *n, *dims, *batch, *queries, *k, *index, *ef, *consistency, *keep); err != nil {
+	if err := run(*addr, *n, *dims, *batch, *queries, *k, *index, *ef, *consistency, *keep, *data); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr string, n, dims, batch, queries, k int, index string, ef int, consistency string, keep bool) error {
+func run(addr string, n, dims, batch, queries, k int, index string, ef int, consistency string, keep bool, kind string) error {
 	ctx := context.Background()
 	opts := milvus.Options{Address: addr, Index: index, HNSWEf: ef, Consistency: milvus.ConsistencyBounded}
 	s, err := milvus.New(ctx, opts)
@@ -63,9 +67,18 @@ func run(addr string, n, dims, batch, queries, k int, index string, ef int, cons
 	}
 
 	rng := rand.New(rand.NewPCG(42, uint64(dims)))
+	gen := synth.New(42, dims, 32, 0.5)
+	next := gen.Unit
+	switch kind {
+	case "random":
+		next = func() []float32 { return unit(rng, dims) }
+	case "clustered":
+	default:
+		return fmt.Errorf("-data %q: want clustered or random", kind)
+	}
 	data := make([][]float32, n)
 	for i := range data {
-		data[i] = unit(rng, dims)
+		data[i] = next()
 	}
 
 	// Upsert throughput, one batch at a time (the pipeline's shape).
@@ -81,7 +94,7 @@ func run(addr string, n, dims, batch, queries, k int, index string, ef int, cons
 		}
 	}
 	upsert := time.Since(start)
-	fmt.Printf("milvus %s, n=%d dims=%d batch=%d index=%s ef=%d\n", addr, n, dims, batch, index, ef)
+	fmt.Printf("milvus %s, n=%d dims=%d batch=%d index=%s ef=%d data=%s\n", addr, n, dims, batch, index, ef, kind)
 	fmt.Printf("upsert: %.1fs, %.0f vectors/s (%.1f ms/batch)\n",
 		upsert.Seconds(), float64(n)/upsert.Seconds(), upsert.Seconds()*1000/float64((n+batch-1)/batch))
 	start = time.Now()
@@ -92,7 +105,7 @@ func run(addr string, n, dims, batch, queries, k int, index string, ef int, cons
 
 	qs := make([][]float32, queries)
 	for i := range qs {
-		qs[i] = unit(rng, dims)
+		qs[i] = next()
 	}
 	exact := bruteForce(data, qs, k)
 

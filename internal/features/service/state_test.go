@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -46,5 +47,38 @@ func TestStateRoundTripAndCorruption(t *testing.T) {
 	flip[20] ^= 1
 	if _, err := unmarshalState(flip, cfg); !errors.Is(err, errCorrupt) {
 		t.Errorf("bit flip accepted: %v", err)
+	}
+}
+
+func TestMemorySaveLoad(t *testing.T) {
+	cfg := window.DefaultConfig()
+	m := NewMemory(cfg, 10)
+	errs := m.UpdateBatch(t.Context(), []string{"a", "b"}, func(k int, st *State) error {
+		st.Seq = uint64(k + 7)
+		return nil
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	path := t.TempDir() + "/state.bin"
+	if err := m.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	m2 := NewMemory(cfg, 10)
+	if err := m2.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := m2.Load(t.Context(), []string{"a", "b", "c"})
+	if err != nil || sts[0].Seq != 7 || sts[1].Seq != 8 || sts[2] != nil {
+		t.Fatalf("loaded %+v %v", sts, err)
+	}
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 1
+	os.WriteFile(path, b, 0o600)
+	if err := m2.LoadFile(path); !errors.Is(err, errCorrupt) {
+		t.Fatalf("corrupt file: %v", err)
+	}
+	if err := NewMemory(cfg, 10).LoadFile(path + ".missing"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,9 +1,14 @@
 package service
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -36,9 +41,10 @@ type StateStore interface {
 var ErrUnavailable = errors.New("features: state store unavailable")
 
 // Memory is a StateStore in process memory, for the embedded mode: states
-// are kept encoded (so a reader never shares a Series with a writer) and
-// are lost with the process; bounded by MaxEntities (an Update of a new
-// entity beyond it fails).
+// are kept encoded (so a reader never shares a Series with a writer);
+// Save and LoadFile carry them across restarts (the server saves
+// periodically and at shutdown, so a crash loses the updates since the last
+// save). Bounded by maxEntities: an update of a new entity beyond it fails.
 type Memory struct {
 	cfg         window.Config
 	maxEntities int
@@ -314,4 +320,78 @@ func (r *Redis) Scan(ctx context.Context, fn func(string) bool) error {
 		}
 	}
 	return r.wrap(it.Err())
+}
+
+// File format of Memory.Save: "efms", u32 count, per entity u16 id length,
+// id, u32 state length, state; then a CRC-32C of everything before.
+
+// Save writes every state to path atomically (temporary file, fsync,
+// rename), for the embedded mode's restarts.
+func (m *Memory) Save(path string) error {
+	m.mu.Lock()
+	b := []byte("efms")
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.states)))
+	for id, st := range m.states {
+		b = appendString(b, id)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(st)))
+		b = append(b, st...)
+	}
+	m.mu.Unlock()
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// LoadFile replaces m's states with those saved at path; a missing file
+// leaves m empty. A corrupt file is an error and changes nothing.
+func (m *Memory) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(b) < 12 || string(b[:4]) != "efms" || crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return fmt.Errorf("%w: %s: bad header or checksum", errCorrupt, path)
+	}
+	r := &reader{b: b[4 : len(b)-4]}
+	n := int(r.u32())
+	states := make(map[string][]byte, n)
+	for range n {
+		id := r.str()
+		st := r.take(int(r.u32()))
+		if r.err != nil {
+			break
+		}
+		if _, err := unmarshalState(st, m.cfg); err != nil {
+			return fmt.Errorf("%s: entity %q: %w", path, id, err)
+		}
+		states[id] = bytes.Clone(st)
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return fmt.Errorf("%w: %s: truncated", errCorrupt, path)
+	}
+	m.mu.Lock()
+	m.states = states
+	m.mu.Unlock()
+	return nil
 }
