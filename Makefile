@@ -56,8 +56,8 @@ test-short:
 
 # Benchmarks: Go micro-benchmarks, the quantization quality report and the
 # Python baselines, side by side. Results are printed and written to bench/out/.
-bench: setup
-	scripts/bench.sh
+bench: setup services
+	$(TEST_STORES) scripts/bench.sh
 
 # Regenerate golden files with the reference implementations (Python).
 golden: setup

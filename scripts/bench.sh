@@ -29,5 +29,17 @@ go test -run '^$' -bench BenchmarkEmbedMemory -benchtime 1x ./internal/engine 2>
 echo "== gRPC server under load"
 scripts/bench-server.sh
 
+# Stores and features need the servers `make bench` starts (make services).
+echo "== upsert pipeline: validate, quantize, both stores (embedded; Milvus + Redis)"
+go test -run '^$' -bench UpsertVectors -benchtime 40x ./internal/index | tee "$out/stores-upsert.txt"
+echo "== Redis: pipelined Get of 100 entities"
+go test -run '^$' -bench RedisGet100 -benchtime 2000x ./bench/stores | tee "$out/stores-redis.txt"
+echo "== embedded store: top-10 search over 100,000 vectors, recall@10 vs exact"
+go test -run '^$' -bench EmbeddedSearch100k -benchtime 1x -timeout 60m ./bench/stores | tee "$out/stores-embedded-search.txt"
+echo "== Milvus: upsert, top-10 search over 100,000 vectors, recall@10 vs exact"
+go run ./bench/stores/milvus -n 100000 -queries 300 -consistency Strong,Bounded -ef 128 | tee "$out/stores-milvus.txt"
+echo "== features: ingest events/s; GetFeatures p50/p99 (1 and 100 entities x 50 features)"
+go test -run '^$' -bench 'Ingest|GetFeatures' -benchtime 2s ./internal/features/service | tee "$out/features.txt"
+
 echo
 go run ./bench/summarize "$out"

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -34,6 +35,79 @@ func main() {
 	if err := serverTargets(dir); err != nil {
 		log.Printf("server summary: %v", err)
 	}
+	if !*serverOnly {
+		fmt.Println()
+		if err := storesAndFeatures(dir); err != nil {
+			log.Printf("stores/features summary: %v", err)
+		}
+	}
+}
+
+// storesAndFeatures prints the store and feature benchmarks against their
+// targets.
+func storesAndFeatures(dir string) error {
+	fmt.Println("Stores and features (same machine, same run):")
+	if ups, err := goMetric(filepath.Join(dir, "stores-upsert.txt"), "vectors/s"); err == nil {
+		for _, k := range sortedKeys(ups) {
+			fmt.Printf("  upsert pipeline, batch 256 x 384 dims, %-40s %8.0f vectors/s\n", strings.TrimPrefix(k, "BenchmarkUpsertVectors/"), ups[k])
+		}
+	}
+	if p99, err := goMetric(filepath.Join(dir, "stores-redis.txt"), "p99-µs"); err == nil {
+		for k, v := range p99 {
+			fmt.Printf("  %s: p99 %.2f ms\n", k, v/1000)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stores-embedded-search.txt")); err == nil {
+		p50, _ := goMetric(filepath.Join(dir, "stores-embedded-search.txt"), "p50-µs")
+		p99, _ := goMetric(filepath.Join(dir, "stores-embedded-search.txt"), "p99-µs")
+		rec, _ := goMetric(filepath.Join(dir, "stores-embedded-search.txt"), "recall@10")
+		for k := range p50 {
+			fmt.Printf("  embedded HNSW, top-10 over 100k: p50 %.2f ms, p99 %.2f ms, recall@10 %.3f\n", p50[k]/1000, p99[k]/1000, rec[k])
+		}
+		_ = b
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stores-milvus.txt")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "milvus ") || strings.HasPrefix(line, "upsert") || strings.HasPrefix(line, "search") {
+				fmt.Println("  " + line)
+			}
+		}
+	}
+	ev, _ := goMetric(filepath.Join(dir, "features.txt"), "events/s")
+	for _, k := range sortedKeys(ev) {
+		fmt.Printf("  ingest %-30s %8.0f events/s\n", strings.TrimPrefix(k, "BenchmarkIngest/"), ev[k])
+	}
+	p99, err := goMetric(filepath.Join(dir, "features.txt"), "p99-ms")
+	if err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(p99) {
+		target := ""
+		if strings.Contains(k, "redis") && strings.Contains(k, "entities=1/") {
+			target = fmt.Sprintf("  target <= 2 ms: %s", okMiss(p99[k] <= 2))
+		}
+		if strings.Contains(k, "redis") && strings.Contains(k, "entities=100/") {
+			target = fmt.Sprintf("  target <= 10 ms: %s", okMiss(p99[k] <= 10))
+		}
+		fmt.Printf("  GetFeatures x 50 features %-40s p99 %6.2f ms%s\n", strings.TrimPrefix(k, "BenchmarkGetFeatures/"), p99[k], target)
+	}
+	return nil
+}
+
+func okMiss(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 type loadRun struct {
