@@ -514,20 +514,29 @@ func (s *Service) Get(ctx context.Context, req GetRequest) ([]EntityValues, erro
 		return nil, err
 	}
 	out := make([]EntityValues, len(req.Entities))
-	for i, id := range req.Entities {
+	errs := make([]error, len(req.Entities))
+	parallel(len(req.Entities), func(i int) {
+		id := req.Entities[i]
 		ev := EntityValues{EntityID: id}
 		if states[i] != nil {
 			ev.Found = true
+			var err error
 			if ev.Values, err = s.compute(states[i], sources[i], defs, eval, asOf, req.Context); err != nil {
-				return nil, fmt.Errorf("entity %q: %w", id, err)
+				errs[i] = fmt.Errorf("entity %q: %w", id, err)
+				return
 			}
 		} else {
 			ev.Values, ev.Found = s.fromOffline(id, defs)
 		}
-		if s.opts.Monitor != nil {
+		out[i] = ev
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if s.opts.Monitor != nil {
+		for _, ev := range out {
 			s.observe(ev.Values)
 		}
-		out[i] = ev
 	}
 	return out, nil
 }

@@ -9,7 +9,9 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -294,19 +296,45 @@ func (r *Redis) Load(ctx context.Context, entities []string) ([]*State, error) {
 		return nil, r.wrap(err)
 	}
 	out := make([]*State, len(entities))
-	for i, c := range cmds {
-		data, err := c.Bytes()
-		if errors.Is(err, goredis.Nil) {
-			continue
+	errs := make([]error, len(entities))
+	parallel(len(cmds), func(i int) {
+		data, err := cmds[i].Bytes()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			errs[i] = r.wrap(err)
+		default:
+			if out[i], err = unmarshalState(data, r.cfg); err != nil {
+				errs[i] = fmt.Errorf("entity %q: %w", entities[i], err)
+			}
 		}
-		if err != nil {
-			return nil, r.wrap(err)
-		}
-		if out[i], err = unmarshalState(data, r.cfg); err != nil {
-			return nil, fmt.Errorf("entity %q: %w", entities[i], err)
-		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// parallel runs fn(0..n-1) on up to GOMAXPROCS goroutines, each taking at
+// least 8 items, and returns when all are done.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/8)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // Scan implements StateStore with SCAN over the prefix.
