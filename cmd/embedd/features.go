@@ -185,6 +185,25 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	if o.svc, err = service.New(opts); err != nil {
 		return nil, err
 	}
+	for _, r := range []struct {
+		result string
+		get    func(service.IngestStats) uint64
+	}{
+		{"accepted", func(s service.IngestStats) uint64 { return s.Accepted }},
+		{"invalid", func(s service.IngestStats) uint64 { return s.Invalid }},
+		{"too_late", func(s service.IngestStats) uint64 { return s.TooLate }},
+		{"failed", func(s service.IngestStats) uint64 { return s.Failed }},
+		{"before_session", func(s service.IngestStats) uint64 { return s.BeforeSession }},
+	} {
+		svc := o.svc
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "embedd_feature_events_total",
+			Help:        "Events given to the feature service, by result (before_session: accepted but older than the entity's current session).",
+			ConstLabels: prometheus.Labels{"result": r.result},
+		}, func() float64 { return float64(r.get(svc.Stats())) })); err != nil {
+			return nil, err
+		}
+	}
 	if c.materializeEvery > 0 {
 		every := c.materializeEvery
 		o.run = append(o.run, func(ctx context.Context) error {

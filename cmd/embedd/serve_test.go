@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -401,5 +402,34 @@ func TestServeHybrid(t *testing.T) {
 	_, err = vc.Search(ctx, &embeddv1.SearchRequest{Collection: "docs", Query: &embeddv1.SearchRequest_Text{Text: "x"}, TopK: 1, Features: map[string]float64{"a": 1}})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("features on a plain collection: %v", err)
+	}
+}
+
+func TestServeFeatureMetrics(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	c := testServeConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]string, 1)
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	addrs := <-ready
+	defer func() { cancel(); <-served }()
+	conn, _ := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	fc := embeddv1.NewFeatureServiceClient(conn)
+	fc.IngestEvents(context.Background(), &embeddv1.IngestEventsRequest{Events: []*embeddv1.Event{
+		{EntityId: "m", Timestamp: timestamppb.Now()}, {EntityId: "", Timestamp: timestamppb.Now()}}})
+	fc.GetFeatures(context.Background(), &embeddv1.GetFeaturesRequest{EntityIds: []string{"m"}, Features: []string{"events_count_1m"}})
+	resp, err := http.Get("http://" + addrs[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`embedd_feature_events_total{result="accepted"} 1`, `embedd_feature_events_total{result="invalid"} 1`, `embedd_feature_count{feature="events_count_1m"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
