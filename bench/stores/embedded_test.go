@@ -1,6 +1,7 @@
 // Package stores benchmarks the store backends.
 //
 //	go test ./bench/stores -run '^$' -bench Embedded -benchtime 1x
+//	go test ./bench/stores -run '^$' -bench EmbeddedReopen -benchtime 1x -reopen.n 100000
 //
 // Synthetic data: 384-dim vectors with low intrinsic dimension (32 latent
 // Gaussian factors plus isotropic noise), which behaves like text
@@ -9,48 +10,27 @@ package stores
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/embedd/embedd/bench/internal/synth"
 	"github.com/embedd/embedd/internal/store"
 	"github.com/embedd/embedd/internal/store/embedded"
 )
 
 const dims = 384
 
-type gen struct {
-	r     *rand.Rand
-	basis [][]float32
-}
+// gen is the embedding-like generator of bench/internal/synth.
+type gen struct{ *synth.Gen }
 
-func newGen(seed uint64) *gen {
-	g := &gen{r: rand.New(rand.NewPCG(seed, 7))}
-	for range 32 {
-		v := make([]float32, dims)
-		for j := range v {
-			v[j] = float32(g.r.NormFloat64())
-		}
-		g.basis = append(g.basis, v)
-	}
-	return g
-}
+func newGen(seed uint64) *gen { return &gen{synth.New(seed, dims, 32, 0.5)} }
 
-func (g *gen) vec() []float32 {
-	v := make([]float32, dims)
-	for _, b := range g.basis {
-		z := float32(g.r.NormFloat64())
-		for j := range v {
-			v[j] += z * b[j]
-		}
-	}
-	for j := range v {
-		v[j] += 0.5 * float32(g.r.NormFloat64())
-	}
-	return v
-}
+func (g *gen) vec() []float32 { return g.Vec() }
 
 func records(g *gen, n, off int) []store.Record {
 	out := make([]store.Record, n)
@@ -123,10 +103,10 @@ func BenchmarkEmbeddedSearch100k(b *testing.B) {
 		}
 	}
 	b.Logf("built %d vectors in %v", n, time.Since(start))
-	s.Close()
+	s.Close() // writes the graph snapshot
 	start = time.Now()
 	s = open(false)
-	b.Logf("reopen with graph rebuild: %v", time.Since(start))
+	b.Logf("reopen from the graph snapshot: %v", time.Since(start))
 	defer s.Close()
 	ex := open(true) // same log, exact scan
 	defer ex.Close()
@@ -167,4 +147,64 @@ func BenchmarkEmbeddedSearch100k(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(hit)/float64(tot), "recall@10")
+}
+
+var reopenN = flag.Int("reopen.n", 20_000, "vectors in BenchmarkEmbeddedReopen's collection")
+
+// BenchmarkEmbeddedReopen reports the time Open takes on a store of
+// -reopen.n vectors (default 20,000) on the HNSW path: "snapshot" loads the
+// graph snapshot Close wrote; "rebuild" removes it first, so Open rebuilds
+// the graph from the log (the path of a missing or unusable snapshot, and
+// the only path before snapshots existed).
+func BenchmarkEmbeddedReopen(b *testing.B) {
+	n := *reopenN
+	ctx := context.Background()
+	dir := b.TempDir()
+	opts := embedded.DefaultOptions(dir)
+	opts.NoSync = true
+	opts.ExactThreshold = -1
+	s, err := embedded.Open(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.EnsureCollection(ctx, "c", dims); err != nil {
+		b.Fatal(err)
+	}
+	g := newGen(3)
+	start := time.Now()
+	for i := 0; i < n; i += 1000 {
+		if err := s.Upsert(ctx, "c", records(g, min(1000, n-i), i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("built %d vectors in %v", n, time.Since(start))
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"snapshot", "rebuild"} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				if mode == "rebuild" {
+					snaps, _ := filepath.Glob(filepath.Join(dir, "hnsw-*.snap"))
+					for _, f := range snaps {
+						if err := os.Remove(f); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.StartTimer()
+				s, err := embedded.Open(opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := s.Close(); err != nil { // rewrites the snapshot after a rebuild
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/open")
+		})
+	}
 }

@@ -150,6 +150,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 	needEmbedded := c.milvusAddr == "" || c.redisAddr == ""
 	if needEmbedded {
 		eo := embedded.DefaultOptions(filepath.Join(dataDir, "store"))
+		eo.Logger = logger
 		if emb2, err = embedded.Open(eo); err != nil {
 			return nil, fmt.Errorf("embedded store: %w", err)
 		}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/crc64"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Log format (file "embedd.log" in Options.Dir):
@@ -46,8 +48,9 @@ func (e *enc) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s
 func (e *enc) f32(f float32)    { e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(f)) }
 func (e *enc) f64(f float64)    { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(f)) }
 func (e *enc) f32s(fs []float32) {
+	e.b = slices.Grow(e.b, 4*len(fs))
 	for _, f := range fs {
-		e.f32(f)
+		e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(f))
 	}
 }
 
@@ -115,6 +118,36 @@ func (d *dec) f32() float32 {
 	d.b = d.b[4:]
 	return f
 }
+func (d *dec) u32() uint32 {
+	if len(d.b) < 4 {
+		d.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+func (d *dec) u64() uint64 {
+	if len(d.b) < 8 {
+		d.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+// f32s fills dst; it is f32 in a loop without the per-value checks.
+func (d *dec) f32s(dst []float32) {
+	if len(d.b) < 4*len(dst) {
+		d.fail()
+		return
+	}
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*i:]))
+	}
+	d.b = d.b[4*len(dst):]
+}
 func (d *dec) f64() float64 {
 	if len(d.b) < 8 {
 		d.fail()
@@ -126,33 +159,38 @@ func (d *dec) f64() float64 {
 }
 
 // replayLog calls apply for every intact entry of path and truncates a torn
-// or corrupt tail. It creates the file when it does not exist.
-func replayLog(path string, apply func(payload []byte) error) (*os.File, int64, error) {
+// or corrupt tail. It calls at with the log position before every entry and
+// at the end (after the last intact entry), and returns the end position.
+// It creates the file when it does not exist.
+func replayLog(path string, apply func(payload []byte) error, at func(logPos)) (*os.File, logPos, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, 0, err
+		return nil, logPos{}, err
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return nil, 0, errors.Join(err, f.Close())
+		return nil, logPos{}, errors.Join(err, f.Close())
 	}
 	if st.Size() == 0 {
 		if _, err := f.Write([]byte(logMagic)); err != nil {
-			return nil, 0, errors.Join(err, f.Close())
+			return nil, logPos{}, errors.Join(err, f.Close())
 		}
 		if err := f.Sync(); err != nil {
-			return nil, 0, errors.Join(err, f.Close())
+			return nil, logPos{}, errors.Join(err, f.Close())
 		}
-		return f, int64(len(logMagic)), syncDir(filepath.Dir(path))
+		pos := logPos{off: int64(len(logMagic))}
+		at(pos)
+		return f, pos, syncDir(filepath.Dir(path))
 	}
 	r := bufio.NewReaderSize(f, 1<<20)
 	head := make([]byte, len(logMagic))
 	if _, err := io.ReadFull(r, head); err != nil || string(head) != logMagic {
-		return nil, 0, errors.Join(fmt.Errorf("embedded: %s is not an embedd log", path), f.Close())
+		return nil, logPos{}, errors.Join(fmt.Errorf("embedded: %s is not an embedd log", path), f.Close())
 	}
-	good := int64(len(logMagic))
+	good := logPos{off: int64(len(logMagic))}
 	var hdr [entryHead]byte
 	for {
+		at(good)
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			break // EOF or torn header
 		}
@@ -170,18 +208,20 @@ func replayLog(path string, apply func(payload []byte) error) (*os.File, int64, 
 		if err := apply(payload); err != nil {
 			break
 		}
-		good += entryHead + int64(n)
+		good.off += entryHead + int64(n)
+		good.seq++
+		good.sum = crc64.Update(good.sum, crc64Table, hdr[:])
 	}
-	if good < st.Size() {
-		if err := f.Truncate(good); err != nil {
-			return nil, 0, errors.Join(err, f.Close())
+	if good.off < st.Size() {
+		if err := f.Truncate(good.off); err != nil {
+			return nil, logPos{}, errors.Join(err, f.Close())
 		}
 		if err := f.Sync(); err != nil {
-			return nil, 0, errors.Join(err, f.Close())
+			return nil, logPos{}, errors.Join(err, f.Close())
 		}
 	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		return nil, 0, errors.Join(err, f.Close())
+	if _, err := f.Seek(good.off, io.SeekStart); err != nil {
+		return nil, logPos{}, errors.Join(err, f.Close())
 	}
 	return f, good, nil
 }

@@ -151,19 +151,19 @@ func (s *Store) compactLocked() error {
 		os.Remove(tmp)
 		return fmt.Errorf("embedded: compact: %w", err)
 	}
-	size := int64(len(logMagic))
+	pos := logPos{off: int64(len(logMagic))} // of the new log
 	buf := []byte(logMagic)
 	flush := func(e *enc) error {
-		buf = append(buf, e.frame()...)
+		fr := e.frame()
+		pos.add(fr)
+		buf = append(buf, fr...)
 		if len(buf) < 4<<20 {
 			return nil
 		}
-		n, err := f.Write(buf)
-		size += int64(n)
+		_, err := f.Write(buf)
 		buf = buf[:0]
 		return err
 	}
-	size = 0
 	for _, name := range slices.Sorted(maps.Keys(s.colls)) {
 		c := s.colls[name]
 		e := &enc{}
@@ -208,9 +208,7 @@ func (s *Store) compactLocked() error {
 			return fail(err)
 		}
 	}
-	n, err := f.Write(buf)
-	size += int64(n)
-	if err != nil {
+	if _, err := f.Write(buf); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -223,7 +221,13 @@ func (s *Store) compactLocked() error {
 		return fail(err)
 	}
 	old := s.log
-	s.log, s.size, s.compacted = f, size, size
+	s.log, s.pos, s.compacted = f, pos, pos.off
+	// Positions in the old log name nothing in the new one: every graph
+	// needs a new snapshot. Failing that costs a rebuild at Open, not data.
+	s.epoch++
+	if err := s.snapshotAllLocked(); err != nil {
+		s.logger.Warn("embedded: snapshots after compaction", "err", err)
+	}
 	if err := old.Close(); err != nil {
 		return fmt.Errorf("embedded: compact: close old log: %w", err)
 	}

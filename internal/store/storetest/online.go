@@ -142,7 +142,7 @@ func TestOnline(t *testing.T, open func(t *testing.T) store.Online) {
 		s, p, ctx := open(t), uniqueName(t), ctxFor(t)
 		wantErr(t, s.SetEntities(ctx, []store.Entity{ent(p+"a", 1), ent("", 2)}, 0), store.ErrInvalid, "ids[1]")
 		wantErr(t, s.SetEntities(ctx, []store.Entity{ent(p+"a", 1)}, -time.Second), store.ErrInvalid, "ttl")
-		_, err := s.GetEntities(ctx, []string{p, string(make([]byte, store.MaxIDBytes+1))})
+		_, err := s.GetEntities(ctx, []string{p, string(make([]byte, store.MaxEntityIDBytes+1))})
 		wantErr(t, err, store.ErrInvalid, "ids[1]")
 		wantErr(t, s.DeleteEntities(ctx, []string{""}), store.ErrInvalid, "ids[0]")
 		got, err := s.GetEntities(ctx, []string{p + "a"})
