@@ -79,12 +79,15 @@ func BenchmarkEmbeddedSearch100k(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	g := newGen(2)
-	open := func(exact bool) *embedded.Store {
+	open := func(exact bool, ef ...int) *embedded.Store {
 		o := embedded.DefaultOptions(dir)
 		o.NoSync = true
 		o.ExactThreshold = -1
 		if exact {
 			o.ExactThreshold = n + 1
+		}
+		if len(ef) > 0 {
+			o.EfSearch = ef[0]
 		}
 		s, err := embedded.Open(o)
 		if err != nil {
@@ -147,6 +150,33 @@ func BenchmarkEmbeddedSearch100k(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(hit)/float64(tot), "recall@10")
+
+	// The recall/latency trade-off of the search beam, on the same graph.
+	b.StopTimer()
+	for _, ef := range []int{128, 256} {
+		se := open(false, ef)
+		var lat []time.Duration
+		hit, tot := 0, 0
+		for _, q := range queries {
+			t0 := time.Now()
+			hits, err := se.Search(ctx, store.SearchRequest{Collection: "c", Vector: q, TopK: 10})
+			lat = append(lat, time.Since(t0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			truth, _ := ex.Search(ctx, store.SearchRequest{Collection: "c", Vector: q, TopK: 10})
+			for _, h := range hits {
+				if slices.ContainsFunc(truth, func(t store.Hit) bool { return t.ID == h.ID }) {
+					hit++
+				}
+			}
+			tot += len(truth)
+		}
+		se.Close()
+		slices.Sort(lat)
+		b.Logf("ef %d: p50 %.2f ms, p99 %.2f ms, recall@10 %.4f", ef, float64(lat[len(lat)/2].Microseconds())/1000,
+			float64(lat[len(lat)*99/100].Microseconds())/1000, float64(hit)/float64(tot))
+	}
 }
 
 var reopenN = flag.Int("reopen.n", 20_000, "vectors in BenchmarkEmbeddedReopen's collection")

@@ -111,7 +111,9 @@ type Options struct {
 	// 100 (zero or negative).
 	EfConstruction int
 	// EfSearch is the HNSW search beam width (at least top_k), at most
-	// MaxEf. Default 64 (zero or negative).
+	// MaxEf. Default 128 (zero or negative): recall@10 0.96 at 3.0 ms over
+	// 100,000 embedding-like vectors, against 0.87 at 1.8 ms for 64 and
+	// 0.996 at 5.1 ms for 256 (bench/stores).
 	EfSearch int
 	// IndexWorkers is the number of goroutines that insert into a graph
 	// (Upsert, rebuilds, replay at Open). The graph does not depend on it.
@@ -139,7 +141,7 @@ type Options struct {
 // DefaultOptions returns the defaults for dir.
 func DefaultOptions(dir string) Options {
 	return Options{
-		Dir: dir, ExactThreshold: 10_000, M: 16, EfConstruction: 100, EfSearch: 64,
+		Dir: dir, ExactThreshold: 10_000, M: 16, EfConstruction: 100, EfSearch: 128,
 		IndexWorkers: runtime.GOMAXPROCS(0), SnapshotEvery: 10_000, CompactMinBytes: 64 << 20, Now: time.Now,
 	}
 }

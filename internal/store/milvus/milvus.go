@@ -103,7 +103,8 @@ type Options struct {
 	// HNSWEfConstruction is HNSW's build-time candidate list. Default 200.
 	HNSWEfConstruction int
 	// HNSWEf is HNSW's search-time candidate list; it is raised to top_k
-	// when smaller. Default 64.
+	// when smaller. Default 128 (recall@10 0.930 at 64 and 0.999 at 256
+	// over 100,000 embedding-like vectors, bench/stores/milvus).
 	HNSWEf int
 	// IVFNList is the number of IVF clusters. Default 1024.
 	IVFNList int
@@ -139,7 +140,7 @@ func DefaultOptions() Options {
 		Metric:             MetricCosine,
 		HNSWM:              16,
 		HNSWEfConstruction: 200,
-		HNSWEf:             64,
+		HNSWEf:             128,
 		IVFNList:           1024,
 		IVFNProbe:          16,
 		Consistency:        ConsistencyStrong,
