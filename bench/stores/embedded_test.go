@@ -153,7 +153,7 @@ func BenchmarkEmbeddedSearch100k(b *testing.B) {
 
 	// The recall/latency trade-off of the search beam, on the same graph.
 	b.StopTimer()
-	for _, ef := range []int{128, 256} {
+	for _, ef := range []int{64, 256} {
 		se := open(false, ef)
 		var lat []time.Duration
 		hit, tot := 0, 0

@@ -62,9 +62,13 @@ func storesAndFeatures(dir string) error {
 		p99, _ := goMetric(filepath.Join(dir, "stores-embedded-search.txt"), "p99-µs")
 		rec, _ := goMetric(filepath.Join(dir, "stores-embedded-search.txt"), "recall@10")
 		for k := range p50 {
-			fmt.Printf("  embedded HNSW, top-10 over 100k: p50 %.2f ms, p99 %.2f ms, recall@10 %.3f\n", p50[k]/1000, p99[k]/1000, rec[k])
+			fmt.Printf("  embedded HNSW default ef (128), top-10 over 100k: p50 %.2f ms, p99 %.2f ms, recall@10 %.3f\n", p50[k]/1000, p99[k]/1000, rec[k])
 		}
-		_ = b
+		for _, line := range strings.Split(string(b), "\n") {
+			if i := strings.Index(line, "ef "); i >= 0 && strings.Contains(line, "recall@10") {
+				fmt.Println("  embedded HNSW " + line[i:])
+			}
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "stores-milvus.txt")); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -83,7 +87,9 @@ func storesAndFeatures(dir string) error {
 	}
 	for _, k := range sortedKeys(p99) {
 		target := ""
-		if strings.Contains(k, "redis") && strings.Contains(k, "entities=1/") {
+		if strings.Contains(k, "cache=on") {
+			// served from memory within the TTL, no Redis read: no target
+		} else if strings.Contains(k, "redis") && strings.Contains(k, "entities=1/") {
 			target = fmt.Sprintf("  target <= 2 ms: %s", okMiss(p99[k] <= 2))
 		}
 		if strings.Contains(k, "redis") && strings.Contains(k, "entities=100/") {

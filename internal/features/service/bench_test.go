@@ -126,12 +126,18 @@ func errorsIsTooLate(err error) bool { return strings.Contains(err.Error(), "too
 
 // BenchmarkGetFeatures reports p50/p99 of Get for 1 and 100 entities x 50
 // features, each entity holding 120 events (two values) in the last hour,
-// with the cache off (every read goes to the state store) and on.
+// with the cache off (every read loads and decodes from the state store),
+// revalidating (every read asks Redis for the revisions, 1ns TTL) and on
+// (1 minute TTL).
 func BenchmarkGetFeatures(b *testing.B) {
 	for _, be := range []backend{memoryBackend(), redisBackend()} {
-		for _, cache := range []time.Duration{-1, time.Minute} {
+		for _, cache := range []time.Duration{-1, time.Nanosecond, time.Minute} {
+			mode := map[time.Duration]string{-1: "off", time.Nanosecond: "revalidate", time.Minute: "on"}[cache]
+			if mode == "revalidate" && be.name != "redis" {
+				continue
+			}
 			for _, ents := range []int{1, 100} {
-				name := fmt.Sprintf("%s/entities=%d/cache=%v", be.name, ents, cache > 0)
+				name := fmt.Sprintf("%s/entities=%d/cache=%s", be.name, ents, mode)
 				b.Run(name, func(b *testing.B) {
 					svc, names, _ := benchService(b, be, cache)
 					ctx := context.Background()

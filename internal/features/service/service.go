@@ -30,10 +30,12 @@
 // rule features are evaluated at as_of by package derive. Every value
 // carries its version, timestamp and source.
 //
-// The cache holds decoded states for CacheTTL (default 1s); an Ingest
-// through the same Service drops the entries of its entities at once, so a
-// reader on the ingesting replica always sees its writes, and a reader on
-// another replica sees them within CacheTTL.
+// The cache holds decoded states. Within CacheTTL (default 1s) an entry is
+// served as is; after it, its revision is checked against Redis (one small
+// pipelined read) and it is served only if unchanged. An Ingest through
+// the same Service drops the entries of its entities at once, so a reader
+// on the ingesting replica always sees its writes, and a reader on another
+// replica sees them within CacheTTL.
 //
 // Concurrency: a *Service is safe for concurrent use.
 package service
@@ -102,8 +104,11 @@ type Options struct {
 	// MaxFutureSkew rejects events whose timestamp is further ahead of the
 	// clock. Default 5m.
 	MaxFutureSkew time.Duration
-	// CacheTTL is how long a decoded state is served from memory; negative
-	// disables the cache. Default 1s.
+	// CacheTTL is how long a decoded state is served from memory without
+	// asking the store; after that a store with revisions (Redis) is asked
+	// for the entity's revision only, and the cached state is served again
+	// if it is unchanged (one small round trip instead of a reload).
+	// Negative disables the cache. Default 1s.
 	CacheTTL time.Duration
 	// CacheEntities bounds the cache (LRU). Default 100_000.
 	CacheEntities int
@@ -610,20 +615,47 @@ func (s *Service) evaluator(defs []registry.Def) (*derive.Evaluator, error) {
 func (s *Service) states(ctx context.Context, ids []string, now time.Time) ([]*State, []features.Source, error) {
 	out := make([]*State, len(ids))
 	src := make([]features.Source, len(ids))
-	var miss []int
+	var miss, stale []int
+	var staleSt []*State
 	s.cacheMu.Lock()
 	for i, id := range ids {
 		if el, ok := s.cache[id]; ok && s.opts.CacheTTL > 0 {
 			c := el.Value.(*cached)
+			s.lru.MoveToFront(el)
 			if now.Sub(c.at) < s.opts.CacheTTL {
 				out[i], src[i] = c.st, features.SourceCache
-				s.lru.MoveToFront(el)
+				continue
+			}
+			if c.st.Rev != "" {
+				stale, staleSt = append(stale, i), append(staleSt, c.st)
 				continue
 			}
 		}
 		miss = append(miss, i)
 	}
 	s.cacheMu.Unlock()
+	// Revalidate stale entries: one small round trip; unchanged states
+	// are served from memory, changed ones reloaded.
+	if rv, ok := s.opts.States.(Revisioner); ok && len(stale) > 0 {
+		sids := make([]string, len(stale))
+		for k, i := range stale {
+			sids[k] = ids[i]
+		}
+		revs, err := rv.Revisions(ctx, sids)
+		if err != nil {
+			return nil, nil, fmt.Errorf("state (%s): %w", s.opts.States.Name(), err)
+		}
+		for k, i := range stale {
+			if revs[k] == staleSt[k].Rev {
+				out[i], src[i] = staleSt[k], features.SourceCache
+				s.put(ids[i], staleSt[k], now)
+			} else {
+				miss = append(miss, i)
+			}
+		}
+	} else {
+		miss = append(miss, stale...)
+	}
 	if len(miss) == 0 {
 		return out, src, nil
 	}

@@ -414,3 +414,32 @@ func testReplicas(t *testing.T, b backend) {
 		t.Errorf("count %v; want %d (no lost update)", got, 2*n)
 	}
 }
+
+// TestRevalidatedCache: past CacheTTL a cached state is served only while
+// its Redis revision is unchanged; a write by another replica is seen.
+func TestRevalidatedCache(t *testing.T) {
+	b := redisBackend()
+	f1 := newFixture(t, b, "")
+	f2 := newFixture(t, b, "")
+	f1.svc.opts.CacheTTL = time.Nanosecond
+	for _, f := range []*fixture{f1, f2} {
+		f.clk.Set(t0.Add(time.Minute))
+	}
+	f2.ingest(t, ev("u1", "view", t0, 1))
+	src := func() (features.Source, float64) {
+		v := f1.get(t, time.Time{}, nil, "amount_sum_5m")["amount_sum_5m"]
+		return v.Source, v.Value
+	}
+	if s, v := src(); s != features.SourceOnline || v != 1 {
+		t.Fatalf("first read: %v %v", s, v)
+	}
+	f1.clk.Set(t0.Add(time.Minute + time.Second))
+	if s, v := src(); s != features.SourceCache || v != 1 {
+		t.Fatalf("unchanged: %v %v; want a revalidated cache hit", s, v)
+	}
+	f2.ingest(t, ev("u1", "view", t0.Add(time.Second), 2)) // another replica
+	f1.clk.Set(t0.Add(time.Minute + 2*time.Second))
+	if s, v := src(); s != features.SourceOnline || v != 3 {
+		t.Fatalf("after a remote write: %v %v; want a reload with 3", s, v)
+	}
+}

@@ -30,6 +30,9 @@ type State struct {
 	LastActivity int64
 	// External holds the latest value per external feature source.
 	External map[string]External
+	// Rev is the store's revision of this state when it was loaded ("" for
+	// stores without revisions); not encoded.
+	Rev string
 }
 
 // External is the latest value of an external source.

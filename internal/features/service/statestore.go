@@ -39,6 +39,14 @@ type StateStore interface {
 	Name() string
 }
 
+// Revisioner is implemented by state stores that can tell cheaply whether
+// states changed: Revisions returns each entity's current revision, ""
+// when absent. The service uses it to revalidate cached states with one
+// small round trip instead of reloading them.
+type Revisioner interface {
+	Revisions(ctx context.Context, entities []string) ([]string, error)
+}
+
 // ErrUnavailable reports a state store that cannot be reached.
 var ErrUnavailable = errors.New("features: state store unavailable")
 
@@ -283,12 +291,12 @@ func (r *Redis) UpdateBatch(ctx context.Context, entities []string, fn func(int,
 	return errs
 }
 
-// Load implements StateStore: one pipelined HGET per entity.
+// Load implements StateStore: one pipelined HMGET d r per entity.
 func (r *Redis) Load(ctx context.Context, entities []string) ([]*State, error) {
-	cmds := make([]*goredis.StringCmd, len(entities))
+	cmds := make([]*goredis.SliceCmd, len(entities))
 	_, err := r.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, e := range entities {
-			cmds[i] = p.HGet(ctx, r.Key(e), "d")
+			cmds[i] = p.HMGet(ctx, r.Key(e), "d", "r")
 		}
 		return nil
 	})
@@ -298,16 +306,20 @@ func (r *Redis) Load(ctx context.Context, entities []string) ([]*State, error) {
 	out := make([]*State, len(entities))
 	errs := make([]error, len(entities))
 	parallel(len(cmds), func(i int) {
-		data, err := cmds[i].Bytes()
-		switch {
-		case errors.Is(err, goredis.Nil):
-		case err != nil:
+		vals, err := cmds[i].Result()
+		if err != nil {
 			errs[i] = r.wrap(err)
-		default:
-			if out[i], err = unmarshalState(data, r.cfg); err != nil {
-				errs[i] = fmt.Errorf("entity %q: %w", entities[i], err)
-			}
+			return
 		}
+		data, ok := vals[0].(string)
+		if !ok {
+			return // absent
+		}
+		if out[i], err = unmarshalState([]byte(data), r.cfg); err != nil {
+			errs[i] = fmt.Errorf("entity %q: %w", entities[i], err)
+			return
+		}
+		out[i].Rev, _ = vals[1].(string)
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -335,6 +347,25 @@ func parallel(n int, fn func(i int)) {
 		})
 	}
 	wg.Wait()
+}
+
+// Revisions implements Revisioner: one pipelined HGET r per entity.
+func (r *Redis) Revisions(ctx context.Context, entities []string) ([]string, error) {
+	cmds := make([]*goredis.StringCmd, len(entities))
+	_, err := r.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, e := range entities {
+			cmds[i] = p.HGet(ctx, r.Key(e), "r")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, r.wrap(err)
+	}
+	out := make([]string, len(entities))
+	for i, c := range cmds {
+		out[i], _ = c.Result()
+	}
+	return out, nil
 }
 
 // Scan implements StateStore with SCAN over the prefix.
