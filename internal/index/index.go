@@ -213,6 +213,9 @@ func (x *Index) Collections() []Collection {
 	return out
 }
 
+// Vectors returns the vector store.
+func (x *Index) Vectors() store.Vectors { return x.opts.Vectors }
+
 // StoreNames returns the names of the vector and online stores.
 func (x *Index) StoreNames() (vectors, online string) { return x.opts.VectorsName, x.opts.OnlineName }
 

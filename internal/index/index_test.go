@@ -470,6 +470,12 @@ func TestDurableModeOutage(t *testing.T) {
 // the embedding's; with a large alpha the entity whose features match the
 // query's wins; scores follow (1-a)cos(e) + a cos(f).
 func TestHybrid(t *testing.T) {
+	for _, b := range []backend{embeddedBackend(), realBackend()} {
+		t.Run(b.name, func(t *testing.T) { testHybrid(t, b) })
+	}
+}
+
+func testHybrid(t *testing.T, be backend) {
 	ctx := context.Background()
 	reg, err := registry.Default()
 	if err != nil {
@@ -499,24 +505,30 @@ func TestHybrid(t *testing.T) {
 		t.Fatalf("ingest: %v %v", err, errs)
 	}
 	feats := []string{"amount_avg_1h", "events_count_1h"}
-	build := func(alpha float64) (*index.Index, string) {
+	build := func(alpha float64) (*index.Index, string, string) {
 		dir := t.TempDir()
-		return newIndex(t, embeddedBackend(), func(o *index.Options) {
+		var hname string
+		x, coll := newIndex(t, be, func(o *index.Options) {
+			hname = o.Collections[0].Name + "_h"
 			o.Features, o.SnapshotDir = fs, dir
-			o.Hybrid = []index.HybridConfig{{Name: "docs_h", Base: o.Collections[0].Name, Features: feats, Alpha: alpha, FreezeAfter: 8}}
+			o.Hybrid = []index.HybridConfig{{Name: hname, Base: o.Collections[0].Name, Features: feats, Alpha: alpha, FreezeAfter: 8}}
 		})
+		if m, ok := x.Vectors().(*milvus.Store); ok {
+			t.Cleanup(func() { m.Drop(context.Background(), hname) })
+		}
+		return x, coll, hname
 	}
 	for _, alpha := range []float64{0, 0.8} {
-		x, coll := build(alpha)
+		x, coll, hcoll := build(alpha)
 		upsertCorpus(t, x, coll)
 		ids := []string{"a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "ghost"}
-		hr, err := x.UpsertHybrid(ctx, "docs_h", ids)
+		hr, err := x.UpsertHybrid(ctx, hcoll, ids)
 		if err != nil || hr.Upserted != 8 || fmt.Sprint(hr.NotFound) != "[ghost]" || !hr.Frozen || hr.StatsVersion == "" {
 			t.Fatalf("upsert hybrid: %+v %v", hr, err)
 		}
 		// The query: a cat on a mat, by an entity that behaves like a2.
 		a2, _ := fs.FeatureValues(ctx, []string{"a2"}, feats)
-		res, err := x.Search(ctx, index.Query{Collection: "docs_h", Text: "a cat on a mat", TopK: 2, Features: a2[0]})
+		res, err := x.Search(ctx, index.Query{Collection: hcoll, Text: "a cat on a mat", TopK: 2, Features: a2[0]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -549,7 +561,7 @@ func TestHybrid(t *testing.T) {
 				t.Errorf("hybrid score %v; want (1-a)cos(e)+a = %v", res.Hits[0].Score, want)
 			}
 		}
-		if _, err := x.Upsert(ctx, index.UpsertRequest{Collection: "docs_h", Items: []index.Item{{ID: "z", Text: "t"}}}); !errors.Is(err, index.ErrInvalid) {
+		if _, err := x.Upsert(ctx, index.UpsertRequest{Collection: hcoll, Items: []index.Item{{ID: "z", Text: "t"}}}); !errors.Is(err, index.ErrInvalid) {
 			t.Errorf("plain upsert into a hybrid collection: %v", err)
 		}
 	}
