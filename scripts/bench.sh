@@ -40,6 +40,8 @@ echo "== Milvus: upsert, top-10 search over 100,000 vectors, recall@10 vs exact"
 go run ./bench/stores/milvus -n 100000 -queries 300 -consistency Strong,Bounded -ef 128 | tee "$out/stores-milvus.txt"
 echo "== features: ingest events/s; GetFeatures p50/p99 (1 and 100 entities x 50 features)"
 go test -run '^$' -bench 'Ingest|GetFeatures' -benchtime 2s ./internal/features/service | tee "$out/features.txt"
+echo "== features: GetFeatures over gRPC (loopback, client in the same process)"
+go test -run '^$' -bench GetFeaturesRPC -benchtime 2s ./internal/server | tee -a "$out/features.txt"
 
 echo
 go run ./bench/summarize "$out"

@@ -238,8 +238,11 @@ func TestServeFeatures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v := res.Entities[0].Values
-		if !res.Entities[0].Found || v[1].Value != wantCount || v[0].Value != 10*wantCount || v[2].Value != wantCount || v[3].Value != 0.5*1.5 || v[3].Source != embeddv1.ValueSource_VALUE_SOURCE_COMPUTED {
+		e := res.Entities[0]
+		v := e.Values
+		if !e.Found || len(res.Features) != 4 || res.Features[3].Name != "user_engagement_score" || res.Features[3].Version != 1 ||
+			v[1] != wantCount || v[0] != 10*wantCount || v[2] != wantCount || v[3] != 0.5*1.5 || e.IsNull[3] ||
+			e.Sources[3] != embeddv1.ValueSource_VALUE_SOURCE_COMPUTED || e.TimestampsUnixMicros[0] == 0 {
 			t.Fatalf("features of %s: %v", entity, res)
 		}
 	}
@@ -272,7 +275,7 @@ func TestServeFeatures(t *testing.T) {
 		conn, stop = runServe(t, testServeConfig(t, "--data-dir", data))
 		defer stop()
 		fc = embeddv1.NewFeatureServiceClient(conn)
-		if res, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{"u1"}, Features: []string{"amount_count_5m"}}); err != nil || res.Entities[0].Values[0].Value != 3 {
+		if res, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{"u1"}, Features: []string{"amount_count_5m"}}); err != nil || res.Entities[0].Values[0] != 3 {
 			t.Fatalf("after restart: %v %v", res, err)
 		}
 		check(t, fc, "u1", 3)
@@ -320,7 +323,7 @@ func TestServeFeatures(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			res, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{entity + "-s"}, Features: []string{"amount_count_5m"}})
-			if err == nil && res.Entities[0].Values[0].Value == 3 {
+			if err == nil && res.Entities[0].Values[0] == 3 {
 				break
 			}
 			if time.Now().After(deadline) {

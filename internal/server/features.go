@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/embedd/embedd/internal/features"
 	"github.com/embedd/embedd/internal/features/drift"
@@ -89,14 +88,20 @@ func (f *Features) GetFeatures(ctx context.Context, req *embeddv1.GetFeaturesReq
 		return nil, f.s.toStatus(err)
 	}
 	out := &embeddv1.GetFeaturesResponse{Entities: make([]*embeddv1.EntityFeatures, len(res))}
+	if len(res) > 0 {
+		for _, v := range res[0].Values {
+			out.Features = append(out.Features, &embeddv1.FeatureRef{Name: v.Name, Version: uint32(v.Version)})
+		}
+	}
 	for i, ev := range res {
-		ef := &embeddv1.EntityFeatures{EntityId: ev.EntityID, Found: ev.Found, Values: make([]*embeddv1.FeatureValue, len(ev.Values))}
+		n := len(ev.Values)
+		ef := &embeddv1.EntityFeatures{EntityId: ev.EntityID, Found: ev.Found,
+			Values: make([]float64, n), IsNull: make([]bool, n), TimestampsUnixMicros: make([]int64, n), Sources: make([]embeddv1.ValueSource, n)}
 		for k, v := range ev.Values {
-			fv := &embeddv1.FeatureValue{Name: v.Name, Version: uint32(v.Version), Value: v.Value, IsNull: v.Null, Source: sources[v.Source]}
+			ef.Values[k], ef.IsNull[k], ef.Sources[k] = v.Value, v.Null, sources[v.Source]
 			if !v.Timestamp.IsZero() {
-				fv.Timestamp = timestamppb.New(v.Timestamp)
+				ef.TimestampsUnixMicros[k] = v.Timestamp.UnixMicro()
 			}
-			ef.Values[k] = fv
 		}
 		out.Entities[i] = ef
 	}

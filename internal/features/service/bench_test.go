@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,49 +14,21 @@ import (
 	"github.com/embedd/embedd/internal/features/window"
 )
 
-// benchRegistry declares 50 features: count of events and 7 aggregations
-// of two values over 1m, 5m and 1h (45), and the 5 session features.
+// benchRegistry loads testdata/bench50.yaml: 50 features, the count of
+// events and 7 aggregations of two values over 1m, 5m and 1h (45), and the
+// 5 session features; set "bench50" lists them.
 func benchRegistry(b *testing.B) (*registry.Registry, []string) {
-	var y strings.Builder
-	var names []string
-	y.WriteString("features:\n")
-	feat := func(name, typ, src, agg, win string) {
-		fmt.Fprintf(&y, "  - name: %s\n    version: 1\n    entity: user\n    type: %s\n    source: %s\n    aggregation: %s\n", name, typ, src, agg)
-		if win != "" {
-			fmt.Fprintf(&y, "    window: %s\n", win)
-		}
-		y.WriteString("    description: benchmark feature\n    owner: bench\n")
-		names = append(names, name)
-	}
-	for _, w := range []string{"1m", "5m", "1h"} {
-		feat("events_count_"+w, "int", "events", "count", w)
-		for _, v := range []string{"amount", "price"} {
-			for _, a := range []string{"count", "sum", "avg", "min", "max", "stddev", "zscore"} {
-				typ := "float"
-				if a == "count" {
-					typ = "int"
-				}
-				feat(fmt.Sprintf("%s_%s_%s", v, a, w), typ, v, a, w)
-			}
-		}
-	}
-	for _, s := range []string{"session_duration", "events_in_session", "avg_time_between_events", "session_engagement_score", "is_new_session"} {
-		typ := "float"
-		if s == "events_in_session" {
-			typ = "int"
-		}
-		if s == "is_new_session" {
-			typ = "bool"
-		}
-		feat(s, typ, "session", s, "")
-	}
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(y.String()), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	reg, err := registry.LoadDir(dir)
+	reg, err := registry.LoadDir("testdata")
 	if err != nil {
 		b.Fatal(err)
+	}
+	defs, err := reg.Set("bench50")
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := make([]string, len(defs))
+	for i, d := range defs {
+		names[i] = d.Name
 	}
 	return reg, names
 }

@@ -705,7 +705,7 @@ func (s *Service) invalidate(id string) {
 func (s *Service) compute(st *State, src features.Source, defs []registry.Def, eval *derive.Evaluator, asOf time.Time, ctxMap map[string]string) ([]features.Value, error) {
 	t := asOf.UnixNano()
 	vals := make([]features.Value, len(defs))
-	memo := aggMemo{}
+	memo := make(aggMemo, 0, 16)
 	var derivedAt []int
 	for i, d := range defs {
 		switch d.Kind() {
@@ -713,7 +713,7 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 			derivedAt = append(derivedAt, i)
 			continue
 		}
-		v, err := s.base(st, d, t, asOf, memo)
+		v, err := s.base(st, d, t, asOf, &memo)
 		if err != nil {
 			return nil, err
 		}
@@ -729,7 +729,7 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 		if err != nil {
 			return nil, err
 		}
-		v, err := s.base(st, d, t, asOf, memo)
+		v, err := s.base(st, d, t, asOf, &memo)
 		if err != nil {
 			return nil, err
 		}
@@ -749,17 +749,28 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 	return vals, nil
 }
 
-// aggMemo holds the aggregates of one (source, window) within one compute
-// call: every aggregation of a window comes from one pass.
-type aggMemo map[aggKey]window.Aggregates
+// aggMemo holds the aggregates of each (source, window) within one compute
+// call, so every aggregation of a window comes from one pass. A request
+// touches a handful of windows: a slice beats a map.
+type aggMemo []aggEntry
 
-type aggKey struct {
+type aggEntry struct {
 	src string
 	w   time.Duration
+	a   window.Aggregates
+}
+
+func (m aggMemo) get(src string, w time.Duration) (window.Aggregates, bool) {
+	for _, e := range m {
+		if e.w == w && e.src == src {
+			return e.a, true
+		}
+	}
+	return window.Aggregates{}, false
 }
 
 // base computes a window, session or external feature.
-func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time, memo aggMemo) (features.Value, error) {
+func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time, memo *aggMemo) (features.Value, error) {
 	v := features.Value{Name: d.Name, Version: d.Version, Timestamp: asOf.UTC(), Null: true}
 	switch d.Kind() {
 	case registry.KindWindow:
@@ -774,13 +785,13 @@ func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time, memo 
 			}
 			return v, nil
 		}
-		a, ok := memo[aggKey{src, d.Window}]
+		a, ok := memo.get(src, d.Window)
 		if !ok {
 			var err error
 			if a, err = ser.Aggregate(t, d.Window); err != nil {
 				return v, fmt.Errorf("%s: %w", d.Ref(), err)
 			}
-			memo[aggKey{src, d.Window}] = a
+			*memo = append(*memo, aggEntry{src, d.Window, a})
 		}
 		pick := func(n window.NullFloat) { v.Value, v.Null = n.V, !n.Valid }
 		switch d.Aggregation {

@@ -397,32 +397,28 @@ func (x *GetFeaturesRequest) GetContext() map[string]string {
 	return nil
 }
 
-type FeatureValue struct {
+type FeatureRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Value         float64                `protobuf:"fixed64,3,opt,name=value,proto3" json:"value,omitempty"`
-	IsNull        bool                   `protobuf:"varint,4,opt,name=is_null,json=isNull,proto3" json:"is_null,omitempty"`
-	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Source        ValueSource            `protobuf:"varint,6,opt,name=source,proto3,enum=embedd.v1.ValueSource" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *FeatureValue) Reset() {
-	*x = FeatureValue{}
+func (x *FeatureRef) Reset() {
+	*x = FeatureRef{}
 	mi := &file_embedd_v1_features_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *FeatureValue) String() string {
+func (x *FeatureRef) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*FeatureValue) ProtoMessage() {}
+func (*FeatureRef) ProtoMessage() {}
 
-func (x *FeatureValue) ProtoReflect() protoreflect.Message {
+func (x *FeatureRef) ProtoReflect() protoreflect.Message {
 	mi := &file_embedd_v1_features_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -434,61 +430,41 @@ func (x *FeatureValue) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use FeatureValue.ProtoReflect.Descriptor instead.
-func (*FeatureValue) Descriptor() ([]byte, []int) {
+// Deprecated: Use FeatureRef.ProtoReflect.Descriptor instead.
+func (*FeatureRef) Descriptor() ([]byte, []int) {
 	return file_embedd_v1_features_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *FeatureValue) GetName() string {
+func (x *FeatureRef) GetName() string {
 	if x != nil {
 		return x.Name
 	}
 	return ""
 }
 
-func (x *FeatureValue) GetVersion() uint32 {
+func (x *FeatureRef) GetVersion() uint32 {
 	if x != nil {
 		return x.Version
 	}
 	return 0
 }
 
-func (x *FeatureValue) GetValue() float64 {
-	if x != nil {
-		return x.Value
-	}
-	return 0
-}
-
-func (x *FeatureValue) GetIsNull() bool {
-	if x != nil {
-		return x.IsNull
-	}
-	return false
-}
-
-func (x *FeatureValue) GetTimestamp() *timestamppb.Timestamp {
-	if x != nil {
-		return x.Timestamp
-	}
-	return nil
-}
-
-func (x *FeatureValue) GetSource() ValueSource {
-	if x != nil {
-		return x.Source
-	}
-	return ValueSource_VALUE_SOURCE_UNSPECIFIED
-}
-
+// EntityFeatures holds one entity's values as columns that follow
+// GetFeaturesResponse.features: values[i], is_null[i], timestamps[i] and
+// sources[i] belong to features[i]. (Columns, not one message per value,
+// keep a 100-entity x 50-feature reply to a few packed arrays.)
 type EntityFeatures struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	EntityId string                 `protobuf:"bytes,1,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
 	// False when neither the online state nor the offline layer knows it.
-	Found         bool            `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
-	Values        []*FeatureValue `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Found  bool      `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	Values []float64 `protobuf:"fixed64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
+	IsNull []bool    `protobuf:"varint,4,rep,packed,name=is_null,json=isNull,proto3" json:"is_null,omitempty"`
+	// Time each value refers to, unix microseconds (0: none).
+	TimestampsUnixMicros []int64       `protobuf:"varint,5,rep,packed,name=timestamps_unix_micros,json=timestampsUnixMicros,proto3" json:"timestamps_unix_micros,omitempty"`
+	Sources              []ValueSource `protobuf:"varint,6,rep,packed,name=sources,proto3,enum=embedd.v1.ValueSource" json:"sources,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *EntityFeatures) Reset() {
@@ -535,16 +511,39 @@ func (x *EntityFeatures) GetFound() bool {
 	return false
 }
 
-func (x *EntityFeatures) GetValues() []*FeatureValue {
+func (x *EntityFeatures) GetValues() []float64 {
 	if x != nil {
 		return x.Values
 	}
 	return nil
 }
 
+func (x *EntityFeatures) GetIsNull() []bool {
+	if x != nil {
+		return x.IsNull
+	}
+	return nil
+}
+
+func (x *EntityFeatures) GetTimestampsUnixMicros() []int64 {
+	if x != nil {
+		return x.TimestampsUnixMicros
+	}
+	return nil
+}
+
+func (x *EntityFeatures) GetSources() []ValueSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
 type GetFeaturesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entities      []*EntityFeatures      `protobuf:"bytes,1,rep,name=entities,proto3" json:"entities,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The features served, in request order (a set's in its order).
+	Features      []*FeatureRef     `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	Entities      []*EntityFeatures `protobuf:"bytes,2,rep,name=entities,proto3" json:"entities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +576,13 @@ func (x *GetFeaturesResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*GetFeaturesResponse) Descriptor() ([]byte, []int) {
 	return file_embedd_v1_features_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetFeaturesResponse) GetFeatures() []*FeatureRef {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 func (x *GetFeaturesResponse) GetEntities() []*EntityFeatures {
@@ -1150,20 +1156,21 @@ const file_embedd_v1_features_proto_rawDesc = "" +
 	"\acontext\x18\x05 \x03(\v2*.embedd.v1.GetFeaturesRequest.ContextEntryR\acontext\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd5\x01\n" +
-	"\fFeatureValue\x12\x12\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\n" +
+	"FeatureRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\x01R\x05value\x12\x17\n" +
-	"\ais_null\x18\x04 \x01(\bR\x06isNull\x128\n" +
-	"\ttimestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12.\n" +
-	"\x06source\x18\x06 \x01(\x0e2\x16.embedd.v1.ValueSourceR\x06source\"t\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\"\xec\x01\n" +
 	"\x0eEntityFeatures\x12\x1b\n" +
 	"\tentity_id\x18\x01 \x01(\tR\bentityId\x12\x14\n" +
-	"\x05found\x18\x02 \x01(\bR\x05found\x12/\n" +
-	"\x06values\x18\x03 \x03(\v2\x17.embedd.v1.FeatureValueR\x06values\"L\n" +
-	"\x13GetFeaturesResponse\x125\n" +
-	"\bentities\x18\x01 \x03(\v2\x19.embedd.v1.EntityFeaturesR\bentities\"\x15\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12\x1a\n" +
+	"\x06values\x18\x03 \x03(\x01B\x02\x10\x01R\x06values\x12\x1b\n" +
+	"\ais_null\x18\x04 \x03(\bB\x02\x10\x01R\x06isNull\x128\n" +
+	"\x16timestamps_unix_micros\x18\x05 \x03(\x03B\x02\x10\x01R\x14timestampsUnixMicros\x124\n" +
+	"\asources\x18\x06 \x03(\x0e2\x16.embedd.v1.ValueSourceB\x02\x10\x01R\asources\"\x7f\n" +
+	"\x13GetFeaturesResponse\x121\n" +
+	"\bfeatures\x18\x01 \x03(\v2\x15.embedd.v1.FeatureRefR\bfeatures\x125\n" +
+	"\bentities\x18\x02 \x03(\v2\x19.embedd.v1.EntityFeaturesR\bentities\"\x15\n" +
 	"\x13ListFeaturesRequest\"\xd5\x02\n" +
 	"\x11FeatureDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1239,7 +1246,7 @@ var file_embedd_v1_features_proto_goTypes = []any{
 	(*EventError)(nil),              // 3: embedd.v1.EventError
 	(*IngestEventsResponse)(nil),    // 4: embedd.v1.IngestEventsResponse
 	(*GetFeaturesRequest)(nil),      // 5: embedd.v1.GetFeaturesRequest
-	(*FeatureValue)(nil),            // 6: embedd.v1.FeatureValue
+	(*FeatureRef)(nil),              // 6: embedd.v1.FeatureRef
 	(*EntityFeatures)(nil),          // 7: embedd.v1.EntityFeatures
 	(*GetFeaturesResponse)(nil),     // 8: embedd.v1.GetFeaturesResponse
 	(*ListFeaturesRequest)(nil),     // 9: embedd.v1.ListFeaturesRequest
@@ -1262,27 +1269,26 @@ var file_embedd_v1_features_proto_depIdxs = []int32{
 	3,  // 4: embedd.v1.IngestEventsResponse.errors:type_name -> embedd.v1.EventError
 	19, // 5: embedd.v1.GetFeaturesRequest.as_of:type_name -> google.protobuf.Timestamp
 	18, // 6: embedd.v1.GetFeaturesRequest.context:type_name -> embedd.v1.GetFeaturesRequest.ContextEntry
-	19, // 7: embedd.v1.FeatureValue.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 8: embedd.v1.FeatureValue.source:type_name -> embedd.v1.ValueSource
-	6,  // 9: embedd.v1.EntityFeatures.values:type_name -> embedd.v1.FeatureValue
-	7,  // 10: embedd.v1.GetFeaturesResponse.entities:type_name -> embedd.v1.EntityFeatures
-	10, // 11: embedd.v1.ListFeaturesResponse.features:type_name -> embedd.v1.FeatureDefinition
-	13, // 12: embedd.v1.FeatureStats.current:type_name -> embedd.v1.FeatureSummary
-	13, // 13: embedd.v1.FeatureStats.reference:type_name -> embedd.v1.FeatureSummary
-	14, // 14: embedd.v1.GetFeatureStatsResponse.features:type_name -> embedd.v1.FeatureStats
-	2,  // 15: embedd.v1.FeatureService.IngestEvents:input_type -> embedd.v1.IngestEventsRequest
-	5,  // 16: embedd.v1.FeatureService.GetFeatures:input_type -> embedd.v1.GetFeaturesRequest
-	9,  // 17: embedd.v1.FeatureService.ListFeatures:input_type -> embedd.v1.ListFeaturesRequest
-	12, // 18: embedd.v1.FeatureService.GetFeatureStats:input_type -> embedd.v1.GetFeatureStatsRequest
-	4,  // 19: embedd.v1.FeatureService.IngestEvents:output_type -> embedd.v1.IngestEventsResponse
-	8,  // 20: embedd.v1.FeatureService.GetFeatures:output_type -> embedd.v1.GetFeaturesResponse
-	11, // 21: embedd.v1.FeatureService.ListFeatures:output_type -> embedd.v1.ListFeaturesResponse
-	15, // 22: embedd.v1.FeatureService.GetFeatureStats:output_type -> embedd.v1.GetFeatureStatsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	0,  // 7: embedd.v1.EntityFeatures.sources:type_name -> embedd.v1.ValueSource
+	6,  // 8: embedd.v1.GetFeaturesResponse.features:type_name -> embedd.v1.FeatureRef
+	7,  // 9: embedd.v1.GetFeaturesResponse.entities:type_name -> embedd.v1.EntityFeatures
+	10, // 10: embedd.v1.ListFeaturesResponse.features:type_name -> embedd.v1.FeatureDefinition
+	13, // 11: embedd.v1.FeatureStats.current:type_name -> embedd.v1.FeatureSummary
+	13, // 12: embedd.v1.FeatureStats.reference:type_name -> embedd.v1.FeatureSummary
+	14, // 13: embedd.v1.GetFeatureStatsResponse.features:type_name -> embedd.v1.FeatureStats
+	2,  // 14: embedd.v1.FeatureService.IngestEvents:input_type -> embedd.v1.IngestEventsRequest
+	5,  // 15: embedd.v1.FeatureService.GetFeatures:input_type -> embedd.v1.GetFeaturesRequest
+	9,  // 16: embedd.v1.FeatureService.ListFeatures:input_type -> embedd.v1.ListFeaturesRequest
+	12, // 17: embedd.v1.FeatureService.GetFeatureStats:input_type -> embedd.v1.GetFeatureStatsRequest
+	4,  // 18: embedd.v1.FeatureService.IngestEvents:output_type -> embedd.v1.IngestEventsResponse
+	8,  // 19: embedd.v1.FeatureService.GetFeatures:output_type -> embedd.v1.GetFeaturesResponse
+	11, // 20: embedd.v1.FeatureService.ListFeatures:output_type -> embedd.v1.ListFeaturesResponse
+	15, // 21: embedd.v1.FeatureService.GetFeatureStats:output_type -> embedd.v1.GetFeatureStatsResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_embedd_v1_features_proto_init() }
