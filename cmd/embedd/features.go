@@ -40,6 +40,7 @@ type featureConfig struct {
 	consumerName     string
 	monitor          bool
 	driftReference   int
+	driftFile        string
 }
 
 func (c *featureConfig) register(fs *flag.FlagSet) {
@@ -57,6 +58,7 @@ func (c *featureConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.consumerName, "consumer-name", "", "this replica's consumer name in the group (default: host name and pid)")
 	fs.BoolVar(&c.monitor, "feature-monitor", true, "keep statistics and drift of served feature values (metrics and GetFeatureStats)")
 	fs.IntVar(&c.driftReference, "drift-reference-size", 1000, "the first N served values of a feature become its drift reference")
+	fs.StringVar(&c.driftFile, "drift-reference", "", "drift references file: loaded at start if it exists, written at shutdown (e.g. a training window's statistics)")
 }
 
 func loadRegistry(dir, lock string) (*registry.Registry, error) {
@@ -179,6 +181,33 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 		}
 		if _, err := drift.Register(reg, o.monitor); err != nil {
 			return nil, err
+		}
+		if c.driftFile != "" {
+			mon, path := o.monitor, c.driftFile
+			if f, err := os.Open(path); err == nil {
+				err = mon.LoadReferences(f)
+				f.Close()
+				if err != nil {
+					return nil, fmt.Errorf("--drift-reference %s: %w", path, err)
+				}
+			} else if !os.IsNotExist(err) {
+				return nil, err
+			}
+			o.closers = append(o.closers, func() error {
+				tmp := path + ".tmp"
+				f, err := os.Create(tmp)
+				if err != nil {
+					return err
+				}
+				if err := mon.SaveReferences(f); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				return os.Rename(tmp, path)
+			})
 		}
 		opts.Monitor = o.monitor
 	}

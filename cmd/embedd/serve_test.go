@@ -436,3 +436,32 @@ func TestServeFeatureMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestServeDriftReferenceFile: references frozen from served values are
+// written at shutdown and loaded at the next start.
+func TestServeDriftReferenceFile(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	ctx := context.Background()
+	ref := filepath.Join(t.TempDir(), "drift.json")
+	args := []string{"--drift-reference", ref, "--drift-reference-size", "2"}
+	conn, stop := runServe(t, testServeConfig(t, args...))
+	fc := embeddv1.NewFeatureServiceClient(conn)
+	fc.IngestEvents(ctx, &embeddv1.IngestEventsRequest{Events: []*embeddv1.Event{{EntityId: "d", Timestamp: timestamppb.Now()}}})
+	for range 3 {
+		if _, err := fc.GetFeatures(ctx, &embeddv1.GetFeaturesRequest{EntityIds: []string{"d"}, Features: []string{"events_count_1h"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	if st, err := os.Stat(ref); err != nil || st.Size() == 0 {
+		t.Fatalf("reference file: %v", err)
+	}
+	conn, stop = runServe(t, testServeConfig(t, args...))
+	defer stop()
+	fc = embeddv1.NewFeatureServiceClient(conn)
+	st, err := fc.GetFeatureStats(ctx, &embeddv1.GetFeatureStatsRequest{Features: []string{"events_count_1h"}})
+	if err != nil || !st.Features[0].HasReference || st.Features[0].Reference.Count != 2 {
+		t.Fatalf("after restart: %v %v", st, err)
+	}
+}

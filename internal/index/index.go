@@ -225,7 +225,7 @@ func (x *Index) collection(name string) (*Collection, error) {
 	}
 	c, ok := x.colls[name]
 	if _, hyb := x.hybrids[name]; hyb {
-		return nil, fmt.Errorf("%w: %q is a hybrid collection: write it with UpsertHybrid, read it with Search", ErrInvalid, name)
+		return nil, fmt.Errorf("%w: %q is a hybrid collection: write it with UpsertHybrid, read it with Search, remove with Delete", ErrInvalid, name)
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %q (configured: %s)", ErrUnknownCollection, name, strings.Join(x.order, ", "))
@@ -822,6 +822,17 @@ type DeleteResult struct {
 
 // Delete removes ids from both stores; unknown ids are ignored.
 func (x *Index) Delete(ctx context.Context, collection string, ids []string) (*DeleteResult, error) {
+	if h := x.hybrids[collection]; h != nil {
+		// Hybrid collections live in the vector store only.
+		if err := validIDs(ids); err != nil {
+			return nil, err
+		}
+		ids = dedup(ids)
+		if err := x.opts.Vectors.Delete(ctx, h.cfg.Name, ids); err != nil {
+			return nil, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
+		}
+		return &DeleteResult{Deleted: len(ids)}, nil
+	}
 	c, err := x.collection(collection)
 	if err != nil {
 		return nil, err

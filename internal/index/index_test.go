@@ -564,6 +564,13 @@ func testHybrid(t *testing.T, be backend) {
 		if _, err := x.Upsert(ctx, index.UpsertRequest{Collection: hcoll, Items: []index.Item{{ID: "z", Text: "t"}}}); !errors.Is(err, index.ErrInvalid) {
 			t.Errorf("plain upsert into a hybrid collection: %v", err)
 		}
+		if _, err := x.Delete(ctx, hcoll, []string{res.Hits[0].ID}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := x.Search(ctx, index.Query{Collection: hcoll, Text: "a cat on a mat", TopK: 8, Features: a2[0]})
+		if err != nil || slices.ContainsFunc(after.Hits, func(h index.Hit) bool { return h.ID == res.Hits[0].ID }) {
+			t.Errorf("after hybrid delete: %v %v", ids2(after.Hits), err)
+		}
 	}
 }
 
