@@ -34,9 +34,19 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal
 // EmbedRequest.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := protoCodec.Unmarshal(data, v)
-	req, ok := v.(*embeddv1.EmbedRequest)
-	if err == nil || !ok || !strings.Contains(err.Error(), "UTF-8") {
+	if err == nil || !strings.Contains(err.Error(), "UTF-8") {
 		return err
+	}
+	req, ok := v.(*embeddv1.EmbedRequest)
+	if !ok {
+		m, isProto := v.(proto.Message)
+		if !isProto {
+			return err
+		}
+		if lerr := unmarshalMarkingUTF8(data.Materialize(), m); lerr != nil {
+			return errors.Join(err, lerr)
+		}
+		return nil
 	}
 	buf := data.Materialize()
 	if lerr := unmarshalLenient(buf, req); lerr != nil {

@@ -67,13 +67,15 @@ const (
 )
 
 // ServerOptions returns the grpc.ServerOptions embedd needs: explicit
-// message size limits.
+// message size limits, and the codec and interceptor that turn invalid
+// UTF-8 in any request into INVALID_ARGUMENT naming the field (utf8.go).
 func ServerOptions(maxRecv int) []grpc.ServerOption {
 	if maxRecv <= 0 {
 		maxRecv = MaxMessageBytes
 	}
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec{}),
+		grpc.ChainUnaryInterceptor(rejectBadUTF8),
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxSendMessageBytes),
 	}

@@ -1,0 +1,86 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/embedd/embedd/internal/features/registry"
+	"github.com/embedd/embedd/internal/features/service"
+	"github.com/embedd/embedd/internal/features/session"
+	"github.com/embedd/embedd/internal/features/window"
+	"github.com/embedd/embedd/internal/server"
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// TestInvalidUTF8AnyRequest: a string that is not UTF-8 deep inside any
+// request is INVALID_ARGUMENT naming its path, not INTERNAL; the same
+// request with valid strings succeeds.
+func TestInvalidUTF8AnyRequest(t *testing.T) {
+	reg, err := registry.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcfg, _ := service.WindowConfig(reg, window.DefaultConfig(), time.Hour)
+	sess, _ := session.NewMemory(session.DefaultConfig(), session.MemoryOptions{})
+	svc, err := service.New(service.Options{Registry: reg, States: service.NewMemory(wcfg, 100), Sessions: sess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(server.ServerOptions(0)...)
+	embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(svc, nil, server.New(nil, server.Options{Logger: quiet()})))
+	go gs.Serve(lis)
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	good := &embeddv1.IngestEventsRequest{Events: []*embeddv1.Event{
+		{EntityId: "u1", Timestamp: timestamppb.Now(), Context: map[string]string{"tier": "gold"}},
+		{EntityId: "u2", Timestamp: timestamppb.Now()},
+	}}
+	raw, err := proto.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt the second event's entity id "u2" into "u\xff".
+	bad := append([]byte(nil), raw...)
+	for i := len(bad) - 1; i > 0; i-- {
+		if bad[i-1] == 'u' && bad[i] == '2' {
+			bad[i] = 0xff
+			break
+		}
+	}
+	var resp embeddv1.IngestEventsResponse
+	err = conn.Invoke(context.Background(), embeddv1.FeatureService_IngestEvents_FullMethodName, bad, &resp, grpc.ForceCodecV2(rawCodec{}))
+	wantCode(t, err, codes.InvalidArgument, "events[1].entity_id: invalid UTF-8 at byte offset 1")
+
+	var ok embeddv1.IngestEventsResponse
+	if err := conn.Invoke(context.Background(), embeddv1.FeatureService_IngestEvents_FullMethodName, raw, &ok, grpc.ForceCodecV2(rawCodec{})); err != nil || ok.Accepted != 2 {
+		t.Fatalf("valid request: %v %v", &ok, err)
+	}
+
+	// A bad map value in a nested message.
+	var b []byte
+	ctxEntry := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "tier")
+	ctxEntry = protowire.AppendString(protowire.AppendTag(ctxEntry, 2, protowire.BytesType), "g\xc3")
+	ev := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "u3")
+	ev = protowire.AppendBytes(protowire.AppendTag(ev, 5, protowire.BytesType), ctxEntry)
+	b = protowire.AppendBytes(protowire.AppendTag(b, 1, protowire.BytesType), ev)
+	err = conn.Invoke(context.Background(), embeddv1.FeatureService_IngestEvents_FullMethodName, b, &resp, grpc.ForceCodecV2(rawCodec{}))
+	wantCode(t, err, codes.InvalidArgument, "events[0].context[0].value: invalid UTF-8 at byte offset 1")
+}
