@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/embedd/embedd/internal/store/milvus"
 	"github.com/embedd/embedd/internal/testassets"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
@@ -463,5 +464,53 @@ func TestServeDriftReferenceFile(t *testing.T) {
 	st, err := fc.GetFeatureStats(ctx, &embeddv1.GetFeatureStatsRequest{Features: []string{"events_count_1h"}})
 	if err != nil || !st.Features[0].HasReference || st.Features[0].Reference.Count != 2 {
 		t.Fatalf("after restart: %v %v", st, err)
+	}
+}
+
+// TestServeMilvusRedis: the default serve settings on the real servers
+// (Session consistency) read their own writes at once.
+func TestServeMilvusRedis(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	maddr, raddr := os.Getenv("EMBEDD_MILVUS_ADDR"), os.Getenv("EMBEDD_REDIS_ADDR")
+	if maddr == "" || raddr == "" {
+		if os.Getenv("EMBEDD_REQUIRE_STORES") == "1" {
+			t.Fatal("EMBEDD_MILVUS_ADDR and EMBEDD_REDIS_ADDR are required")
+		}
+		t.Skip("EMBEDD_MILVUS_ADDR / EMBEDD_REDIS_ADDR unset")
+	}
+	ctx := context.Background()
+	coll := fmt.Sprintf("serve_%d", time.Now().UnixNano())
+	mo := milvus.DefaultOptions()
+	mo.Address = maddr
+	ms, err := milvus.New(ctx, mo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ms.Drop(context.Background(), coll); ms.Close() }()
+	conn, stop := runServe(t, testServeConfig(t, "--milvus-addr", maddr, "--redis-addr", raddr, "--collections", coll, "--redis-prefix", "embedd-test:serve:"))
+	defer stop()
+	vc := embeddv1.NewVectorServiceClient(conn)
+	if _, err := vc.Upsert(ctx, &embeddv1.UpsertRequest{Items: []*embeddv1.Item{
+		{Id: "cat", Text: "The cat sleeps on the sofa."}, {Id: "bond", Text: "Bond yields rose after the central bank decision."},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	sr, err := vc.Search(ctx, &embeddv1.SearchRequest{Query: &embeddv1.SearchRequest_Text{Text: "a sleepy kitten"}, TopK: 2})
+	if err != nil || len(sr.Hits) != 2 || sr.Hits[0].Id != "cat" {
+		t.Fatalf("search right after upsert: %v %v", sr, err)
+	}
+	t.Logf("search right after upsert: %v", time.Since(start))
+	lc, _ := vc.ListCollections(ctx, &embeddv1.ListCollectionsRequest{})
+	if lc.Collections[0].VectorStore != "milvus" || lc.Collections[0].OnlineStore != "redis" {
+		t.Fatalf("stores: %v", lc)
+	}
+	g, err := vc.Get(ctx, &embeddv1.GetRequest{Ids: []string{"cat"}})
+	if err != nil || len(g.Items) != 1 || len(g.Items[0].Int8) != 384 {
+		t.Fatalf("get: %v %v", g, err)
+	}
+	if _, err := vc.Delete(ctx, &embeddv1.DeleteRequest{Ids: []string{"cat", "bond"}}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -46,7 +46,7 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.milvusAddr, "milvus-addr", "", "Milvus host:port for vectors; empty uses the embedded store")
 	fs.StringVar(&c.milvusIndex, "milvus-index", m.Index, "Milvus index for new collections: HNSW or IVF_SQ8")
 	fs.StringVar(&c.milvusMetric, "milvus-metric", m.Metric, "Milvus metric for new collections: COSINE or IP")
-	fs.StringVar(&c.milvusConsistency, "milvus-consistency", m.Consistency, "Milvus read consistency: Strong, Session, Bounded or Eventually")
+	fs.StringVar(&c.milvusConsistency, "milvus-consistency", milvus.ConsistencySession, "Milvus read consistency: Session (read-your-writes for this server, ~3 ms searches), Strong (across all clients, one time tick: ~200-400 ms on Milvus 2.3) or Bounded")
 	fs.StringVar(&c.redisAddr, "redis-addr", "", "Redis host:port for the online store; empty uses the embedded store")
 	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis AUTH password (prefer EMBEDD_REDIS_PASSWORD; never logged)")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", r.Prefix, "Redis key prefix of entity hashes")
