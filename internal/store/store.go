@@ -121,6 +121,25 @@ func ValidateID(i int, id string) error { return validateKey(i, id, MaxIDBytes) 
 // MaxEntityIDBytes limit.
 func ValidateEntityID(i int, id string) error { return validateKey(i, id, MaxEntityIDBytes) }
 
+// ValidateIDs checks a list of record ids: at most MaxBatch, each valid.
+func ValidateIDs(ids []string) error { return validateKeys(ids, MaxIDBytes) }
+
+// ValidateEntityIDs checks a list of online-store ids: at most MaxBatch,
+// each valid under MaxEntityIDBytes.
+func ValidateEntityIDs(ids []string) error { return validateKeys(ids, MaxEntityIDBytes) }
+
+func validateKeys(ids []string, limit int) error {
+	if len(ids) > MaxBatch {
+		return fmt.Errorf("%w: %d ids; limit %d", ErrInvalid, len(ids), MaxBatch)
+	}
+	for i, id := range ids {
+		if err := validateKey(i, id, limit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func validateKey(i int, id string, limit int) error {
 	switch {
 	case id == "":

@@ -702,21 +702,9 @@ func (s *Store) Upsert(ctx context.Context, collection string, recs []store.Reco
 	return s.afterWrite()
 }
 
-func validateIDs(ids []string) error {
-	if len(ids) > store.MaxBatch {
-		return fmt.Errorf("%w: %d ids; limit %d", store.ErrInvalid, len(ids), store.MaxBatch)
-	}
-	for i, id := range ids {
-		if err := store.ValidateID(i, id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Get implements store.Vectors.
 func (s *Store) Get(ctx context.Context, collection string, ids []string) ([]store.Record, error) {
-	if err := validateIDs(ids); err != nil {
+	if err := store.ValidateIDs(ids); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -739,7 +727,7 @@ func (s *Store) Get(ctx context.Context, collection string, ids []string) ([]sto
 
 // Delete implements store.Vectors.
 func (s *Store) Delete(ctx context.Context, collection string, ids []string) error {
-	if err := validateIDs(ids); err != nil {
+	if err := store.ValidateIDs(ids); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -77,7 +77,7 @@ func (s *Store) SetEntities(ctx context.Context, ents []store.Entity, ttl time.D
 
 // GetEntities implements store.Online.
 func (s *Store) GetEntities(ctx context.Context, ids []string) ([]*store.Entity, error) {
-	if err := validateEntityIDs(ids); err != nil {
+	if err := store.ValidateEntityIDs(ids); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -102,7 +102,7 @@ func (s *Store) GetEntities(ctx context.Context, ids []string) ([]*store.Entity,
 
 // DeleteEntities implements store.Online.
 func (s *Store) DeleteEntities(ctx context.Context, ids []string) error {
-	if err := validateEntityIDs(ids); err != nil {
+	if err := store.ValidateEntityIDs(ids); err != nil {
 		return err
 	}
 	if len(ids) == 0 {
@@ -230,18 +230,6 @@ func (s *Store) compactLocked() error {
 	}
 	if err := old.Close(); err != nil {
 		return fmt.Errorf("embedded: compact: close old log: %w", err)
-	}
-	return nil
-}
-
-func validateEntityIDs(ids []string) error {
-	if len(ids) > store.MaxBatch {
-		return fmt.Errorf("%w: %d ids; limit %d", store.ErrInvalid, len(ids), store.MaxBatch)
-	}
-	for i, id := range ids {
-		if err := store.ValidateEntityID(i, id); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -754,15 +754,7 @@ func validateIDs(ids []string) error {
 	if len(ids) == 0 {
 		return fmt.Errorf("%w: no ids", store.ErrInvalid)
 	}
-	if len(ids) > store.MaxBatch {
-		return fmt.Errorf("%w: %d ids; limit %d", store.ErrInvalid, len(ids), store.MaxBatch)
-	}
-	for i, id := range ids {
-		if err := store.ValidateID(i, id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return store.ValidateIDs(ids)
 }
 
 // Delete removes ids from the live version; missing ids are not an error.

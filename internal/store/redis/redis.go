@@ -119,18 +119,6 @@ func validateEntities(ents []store.Entity, ttl time.Duration) error {
 	return store.ValidateEntities(ents)
 }
 
-func validateIDs(ids []string) error {
-	if len(ids) > store.MaxBatch {
-		return fmt.Errorf("%w: %d ids; limit %d", store.ErrInvalid, len(ids), store.MaxBatch)
-	}
-	for i, id := range ids {
-		if err := store.ValidateEntityID(i, id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // SetEntities implements store.Online.
 func (o *Online) SetEntities(ctx context.Context, ents []store.Entity, ttl time.Duration) error {
 	if err := validateEntities(ents, ttl); err != nil {
@@ -168,7 +156,7 @@ func (o *Online) SetEntities(ctx context.Context, ents []store.Entity, ttl time.
 
 // GetEntities implements store.Online.
 func (o *Online) GetEntities(ctx context.Context, ids []string) ([]*store.Entity, error) {
-	if err := validateIDs(ids); err != nil {
+	if err := store.ValidateEntityIDs(ids); err != nil {
 		return nil, err
 	}
 	out := make([]*store.Entity, len(ids))
@@ -239,7 +227,7 @@ func decode(id string, m map[string]string) (*store.Entity, error) {
 
 // DeleteEntities implements store.Online.
 func (o *Online) DeleteEntities(ctx context.Context, ids []string) error {
-	if err := validateIDs(ids); err != nil {
+	if err := store.ValidateEntityIDs(ids); err != nil {
 		return err
 	}
 	if len(ids) == 0 {
