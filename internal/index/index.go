@@ -620,7 +620,7 @@ func (x *Index) Search(ctx context.Context, q Query) (*SearchResult, error) {
 	}
 	if q.ID != "" {
 		if err := store.ValidateID(0, q.ID); err != nil {
-			return nil, fmt.Errorf("%w: query id: %v", ErrInvalid, err)
+			return nil, reason(err)
 		}
 	}
 	var vec []float32
@@ -739,15 +739,16 @@ func validIDs(ids []string) error {
 	if len(ids) == 0 {
 		return fmt.Errorf("%w: no ids", ErrInvalid)
 	}
-	if len(ids) > MaxItems {
-		return fmt.Errorf("%w: %d ids; limit %d", ErrInvalid, len(ids), MaxItems)
+	return reason(store.ValidateIDs(ids))
+}
+
+// reason re-labels a store validation error as this package's, keeping
+// its reason ("ids[2] is 300 bytes; limit 256").
+func reason(err error) error {
+	if err == nil {
+		return nil
 	}
-	for i, id := range ids {
-		if err := store.ValidateID(i, id); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, errors.Unwrap(err))
-		}
-	}
-	return nil
+	return fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
 }
 
 // Get reads ids from both stores, in the order of ids; ids in neither are

@@ -262,6 +262,9 @@ func testIndex(t *testing.T, b backend) {
 		if err != nil || len(items) != 0 || len(missing) != 1 {
 			t.Fatalf("after delete: %+v %v %v", items, missing, err)
 		}
+		if _, err := x.Delete(ctx, coll, []string{"ok", ""}); !errors.Is(err, index.ErrInvalid) || !strings.HasSuffix(err.Error(), "ids[1] is empty") {
+			t.Fatalf("delete with an empty id: %v", err)
+		}
 	})
 	t.Run("bad input writes nothing", func(t *testing.T) {
 		long := strings.Repeat("x", 257)
@@ -300,6 +303,7 @@ func testIndex(t *testing.T, b backend) {
 			{index.Query{Collection: coll, Text: "x", ID: "a1", TopK: 1}, index.ErrInvalid, "exactly one of text, vector and id"},
 			{index.Query{Collection: coll, Vector: []float32{1}, TopK: 1}, index.ErrInvalid, "query vector has 1 dimensions"},
 			{index.Query{Collection: coll, ID: "missing", TopK: 1}, index.ErrNotFound, `id "missing"`},
+			{index.Query{Collection: coll, ID: strings.Repeat("i", 300), TopK: 1}, index.ErrInvalid, "ids[0] is 300 bytes; limit 256"},
 			{index.Query{Collection: "nope", Text: "x", TopK: 1}, index.ErrUnknownCollection, `"nope"`},
 			{index.Query{Collection: coll, Text: "x", TopK: 1, Filter: "metadata[\"lang\"] ==== 1"}, store.ErrInvalid, ""},
 		}
