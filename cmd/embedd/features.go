@@ -23,6 +23,7 @@ import (
 	"github.com/embedd/embedd/internal/features/session"
 	"github.com/embedd/embedd/internal/features/stream"
 	"github.com/embedd/embedd/internal/features/window"
+	"github.com/embedd/embedd/internal/fsutil"
 )
 
 // featureConfig holds the real-time feature settings of `embedd serve`.
@@ -194,19 +195,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 				return nil, err
 			}
 			o.closers = append(o.closers, func() error {
-				tmp := path + ".tmp"
-				f, err := os.Create(tmp)
-				if err != nil {
-					return err
-				}
-				if err := mon.SaveReferences(f); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				return os.Rename(tmp, path)
+				return fsutil.WriteAtomic(path, 0o644, mon.SaveReferences)
 			})
 		}
 		opts.Monitor = o.monitor

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/embedd/embedd/internal/features/hybrid"
+	"github.com/embedd/embedd/internal/fsutil"
 	"github.com/embedd/embedd/internal/store"
 )
 
@@ -129,11 +130,7 @@ func (h *hybridColl) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := h.snap + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, h.snap)
+	return fsutil.WriteFile(h.snap, b, 0o600)
 }
 
 // HybridResult reports an UpsertHybrid.

@@ -5,8 +5,8 @@
 //
 // Layout: one directory of files named "features-<unix nanos>.parquet",
 // each a complete snapshot with the columns of Row, sorted by entity_id,
-// feature, version, compressed with zstd. A snapshot is written to a
-// temporary name, fsynced and renamed, so readers never see half a file.
+// feature, version, compressed with zstd. A snapshot is written atomically
+// (fsutil.WriteAtomic), so readers never see half a file.
 // Keep bounds the snapshots kept; older ones are deleted after a write.
 //
 // Reading: Open loads the newest readable snapshot into memory (an index
@@ -35,6 +35,7 @@ import (
 	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/embedd/embedd/internal/features"
+	"github.com/embedd/embedd/internal/fsutil"
 )
 
 // Limits and defaults.
@@ -214,30 +215,15 @@ func (s *Store) Write(rows []Row, at time.Time) (string, error) {
 		return cmp.Or(strings.Compare(a.EntityID, b.EntityID), strings.Compare(a.Feature, b.Feature), cmp.Compare(a.Version, b.Version))
 	})
 	final := filepath.Join(s.dir, fmt.Sprintf("features-%d.parquet", at.UnixNano()))
-	tmp, err := os.CreateTemp(s.dir, ".features-*.tmp")
+	err := fsutil.WriteAtomic(final, 0o600, func(f io.Writer) error {
+		w := parquet.NewGenericWriter[Row](f, parquet.Compression(&zstd.Codec{}))
+		if _, err := w.Write(rows); err != nil {
+			return err
+		}
+		return w.Close()
+	})
 	if err != nil {
 		return "", fmt.Errorf("offline: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	w := parquet.NewGenericWriter[Row](tmp, parquet.Compression(&zstd.Codec{}))
-	_, err = w.Write(rows)
-	if err == nil {
-		err = w.Close()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), final)
-	}
-	if err == nil {
-		err = syncDir(s.dir)
-	}
-	if err != nil {
-		return "", fmt.Errorf("offline: write %s: %w", final, err)
 	}
 	if err := s.prune(); err != nil {
 		return final, err
@@ -260,13 +246,4 @@ func (s *Store) prune() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

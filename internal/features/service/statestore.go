@@ -17,6 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/embedd/embedd/internal/features/window"
+	"github.com/embedd/embedd/internal/fsutil"
 )
 
 // StateStore keeps entity states. UpdateBatch is an atomic
@@ -384,8 +385,8 @@ func (r *Redis) Scan(ctx context.Context, fn func(string) bool) error {
 // File format of Memory.Save: "efms", u32 count, per entity u16 id length,
 // id, u32 state length, state; then a CRC-32C of everything before.
 
-// Save writes every state to path atomically (temporary file, fsync,
-// rename), for the embedded mode's restarts.
+// Save writes every state to path atomically (fsutil.WriteFile), for the
+// embedded mode's restarts.
 func (m *Memory) Save(path string) error {
 	m.mu.Lock()
 	b := []byte("efms")
@@ -400,23 +401,7 @@ func (m *Memory) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fsutil.WriteFile(path, b, 0o600)
 }
 
 // LoadFile replaces m's states with those saved at path; a missing file

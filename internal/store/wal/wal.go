@@ -9,7 +9,8 @@
 //	payload gob-encoded Entry
 //
 // and a checkpoint file, "wal.ckpt", holding the offset of the first frame
-// not yet applied (8 bytes little-endian, replaced atomically by rename).
+// not yet applied (8 bytes little-endian, replaced atomically,
+// fsutil.WriteFile).
 // Open truncates a torn or corrupt tail (a crash during Append loses only
 // the unacknowledged frame being written). When every frame is applied the
 // log is truncated to zero and the checkpoint reset.
@@ -45,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embedd/embedd/internal/fsutil"
 	"github.com/embedd/embedd/internal/store"
 )
 
@@ -352,18 +354,15 @@ func (l *Log) advance(n int64) error {
 func (l *Log) writeCheckpoint() error {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(l.applied))
-	tmp := filepath.Join(l.opts.Dir, "wal.ckpt.tmp")
-	if err := writeSync(tmp, b[:], os.O_WRONLY|os.O_CREATE|os.O_TRUNC); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(l.opts.Dir, "wal.ckpt")); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(l.opts.Dir, "wal.ckpt"), b[:], 0o600); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
 	return nil
 }
 
-func writeSync(path string, b []byte, flag int) error {
-	f, err := os.OpenFile(path, flag, 0o600)
+// appendSync appends b to path and fsyncs it.
+func appendSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
@@ -385,7 +384,7 @@ func (l *Log) bury(payload []byte, n int64, why error) error {
 	var hdr [8]byte
 	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(payload, castagnoli))
-	if err := writeSync(filepath.Join(l.opts.Dir, "wal.dead"), append(hdr[:], payload...), os.O_WRONLY|os.O_CREATE|os.O_APPEND); err != nil {
+	if err := appendSync(filepath.Join(l.opts.Dir, "wal.dead"), append(hdr[:], payload...)); err != nil {
 		return err
 	}
 	l.opts.Logger.Error("wal: entry can never apply; moved to wal.dead", "err", why)
