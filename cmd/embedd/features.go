@@ -140,20 +140,11 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 		}
 		opts.States = mem
 		o.closers = append(o.closers, func() error { return mem.Save(path) })
-		o.run = append(o.run, func(ctx context.Context) error {
-			t := time.NewTicker(10 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
-					if err := mem.Save(path); err != nil {
-						logger.Warn("saving feature state failed", "path", path, "err", err)
-					}
-				}
+		o.run = append(o.run, every(10*time.Second, func(context.Context) {
+			if err := mem.Save(path); err != nil {
+				logger.Warn("saving feature state failed", "path", path, "err", err)
 			}
-		})
+		}))
 		if opts.Sessions, err = session.NewMemory(scfg, session.MemoryOptions{}); err != nil {
 			return nil, err
 		}
@@ -223,24 +214,14 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 		}
 	}
 	if c.materializeEvery > 0 {
-		every := c.materializeEvery
-		o.run = append(o.run, func(ctx context.Context) error {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
-					path, n, err := o.svc.Materialize(ctx)
-					if err != nil {
-						logger.Warn("materialize failed", "err", err)
-						continue
-					}
-					logger.Info("offline snapshot written", "path", path, "entities", n)
-				}
+		o.run = append(o.run, every(c.materializeEvery, func(ctx context.Context) {
+			path, n, err := o.svc.Materialize(ctx)
+			if err != nil {
+				logger.Warn("materialize failed", "err", err)
+				return
 			}
-		})
+			logger.Info("offline snapshot written", "path", path, "entities", n)
+		}))
 	}
 	if c.eventsStream != "" {
 		if rc == nil {
@@ -258,6 +239,23 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 		o.run = append(o.run, cons.Run)
 	}
 	return o, nil
+}
+
+// every returns a background loop that calls fn every d until its context
+// ends.
+func every(d time.Duration, fn func(context.Context)) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				fn(ctx)
+			}
+		}
+	}
 }
 
 // cmdFeatures runs `embedd features list|describe|lock`.
