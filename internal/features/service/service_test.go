@@ -443,3 +443,30 @@ func TestRevalidatedCache(t *testing.T) {
 		t.Fatalf("after a remote write: %v %v; want a reload with 3", s, v)
 	}
 }
+
+// TestRedisScriptReload: a compare-and-set script Redis does not have
+// (never loaded, or lost in a restart) is loaded on NOSCRIPT and the
+// updates of the batch still apply, once each.
+func TestRedisScriptReload(t *testing.T) {
+	c := redisClient(t)
+	prefix := fmt.Sprintf("embedd-test:noscript%d:", rand.Uint32())
+	defer func() {
+		keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			c.Del(context.Background(), keys...)
+		}
+	}()
+	r := NewRedis(c, window.DefaultConfig(), prefix, time.Minute)
+	r.cas = goredis.NewScript(casSource + fmt.Sprintf("\n-- %d", rand.Uint64())) // unknown to Redis
+	errs := r.UpdateBatch(context.Background(), []string{"a", "b"}, func(k int, st *State) error {
+		st.Seq++
+		return nil
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	sts, err := r.Load(context.Background(), []string{"a", "b"})
+	if err != nil || sts[0].Seq != 1 || sts[1].Seq != 1 {
+		t.Fatalf("after reload: %+v %v", sts, err)
+	}
+}

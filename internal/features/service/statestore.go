@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,33 +169,34 @@ func (m *Memory) Scan(ctx context.Context, fn func(string) bool) error {
 //
 // UpdateBatch is optimistic and costs two round trips per batch, not per
 // entity: one pipeline of HMGET d r for every entity, fn in Go, then one
-// pipeline of a compare-and-set script per entity that writes only if r
-// is unchanged. Entities another replica updated meanwhile are read and
+// pipeline of a compare-and-set script (EVALSHA; loaded again only when
+// Redis reports NOSCRIPT) per entity that writes only if r is unchanged. Entities another replica updated meanwhile are read and
 // applied again (up to MaxRetries), so no update is lost.
 type Redis struct {
 	c      goredis.UniversalClient
 	cfg    window.Config
 	prefix string
 	ttl    time.Duration
+	cas    *goredis.Script
 }
 
 // MaxRetries bounds the optimistic retries of one entity's update.
 const MaxRetries = 64
 
-// casScript sets d and bumps r when r still has the value read.
-var casScript = goredis.NewScript(`
+// casSource sets d and bumps r when r still has the value read.
+const casSource = `
 local r = redis.call('HGET', KEYS[1], 'r')
 if (r or '') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 'r', tostring((tonumber(r) or 0) + 1))
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1`)
+return 1`
 
 // NewRedis returns a Redis state store on c (owned by the caller).
 func NewRedis(c goredis.UniversalClient, cfg window.Config, prefix string, ttl time.Duration) *Redis {
 	if prefix == "" {
 		prefix = "embedd:fst:"
 	}
-	return &Redis{c: c, cfg: cfg, prefix: prefix, ttl: ttl}
+	return &Redis{c: c, cfg: cfg, prefix: prefix, ttl: ttl, cas: goredis.NewScript(casSource)}
 }
 
 // Name implements StateStore.
@@ -216,12 +218,6 @@ func (r *Redis) UpdateBatch(ctx context.Context, entities []string, fn func(int,
 	todo := make([]int, len(entities))
 	for k := range todo {
 		todo[k] = k
-	}
-	if err := casScript.Load(ctx, r.c).Err(); err != nil {
-		for k := range errs {
-			errs[k] = r.wrap(err)
-		}
-		return errs
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == MaxRetries {
@@ -272,25 +268,39 @@ func (r *Redis) UpdateBatch(ctx context.Context, entities []string, fn func(int,
 		cas := make([]*goredis.Cmd, len(writes))
 		_, err := r.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for j, w := range writes {
-				cas[j] = casScript.EvalSha(ctx, p, []string{r.Key(entities[w.k])}, w.rev, w.enc, r.ttl.Milliseconds())
+				cas[j] = r.cas.EvalSha(ctx, p, []string{r.Key(entities[w.k])}, w.rev, w.enc, r.ttl.Milliseconds())
 			}
 			return nil
 		})
-		if err != nil {
+		if err != nil && !isNoScript(err) {
 			for _, w := range writes {
 				errs[w.k] = r.wrap(err)
 			}
 			break
 		}
 		todo = todo[:0]
+		reload := false
 		for j, w := range writes {
-			if n, _ := cas[j].Int(); n != 1 {
+			if isNoScript(cas[j].Err()) {
+				reload = true // Redis lost the script (restart, SCRIPT FLUSH)
+				todo = append(todo, w.k)
+			} else if n, _ := cas[j].Int(); n != 1 {
 				todo = append(todo, w.k) // another replica wrote first
+			}
+		}
+		if reload {
+			if err := r.cas.Load(ctx, r.c).Err(); err != nil {
+				for _, k := range todo {
+					errs[k] = r.wrap(err)
+				}
+				break
 			}
 		}
 	}
 	return errs
 }
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 // Load implements StateStore: one pipelined HMGET d r per entity.
 func (r *Redis) Load(ctx context.Context, entities []string) ([]*State, error) {
