@@ -130,7 +130,7 @@ type Service struct {
 	lru     *list.List
 
 	evalMu sync.Mutex
-	evals  map[string]*derive.Evaluator
+	evals  map[string]*plan
 
 	statsMu sync.Mutex
 	stats   IngestStats
@@ -210,7 +210,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, reg: opts.Registry, winCfg: cfg,
 		sources: map[string]bool{EventsSource: true}, externals: map[string]bool{},
-		cache: map[string]*list.Element{}, lru: list.New(), evals: map[string]*derive.Evaluator{},
+		cache: map[string]*list.Element{}, lru: list.New(), evals: map[string]*plan{},
 	}
 	for _, d := range opts.Registry.List() {
 		switch d.Kind() {
@@ -581,9 +581,17 @@ func (s *Service) resolve(req GetRequest) ([]registry.Def, error) {
 	return defs, nil
 }
 
-// evaluator returns the derive plan of the derived features among defs
-// (nil if none), cached by the list.
-func (s *Service) evaluator(defs []registry.Def) (*derive.Evaluator, error) {
+// plan is how the derived features of a request are computed: the derive
+// evaluator and the definitions of the base features it reads, looked up
+// once per distinct feature list rather than per entity.
+type plan struct {
+	eval   *derive.Evaluator
+	inputs []registry.Def
+}
+
+// evaluator returns the plan of the derived features among defs (nil if
+// none), cached by the list.
+func (s *Service) evaluator(defs []registry.Def) (*plan, error) {
 	var derived []registry.Def
 	var key strings.Builder
 	for _, d := range defs {
@@ -597,17 +605,25 @@ func (s *Service) evaluator(defs []registry.Def) (*derive.Evaluator, error) {
 	}
 	s.evalMu.Lock()
 	defer s.evalMu.Unlock()
-	if e := s.evals[key.String()]; e != nil {
-		return e, nil
+	if p := s.evals[key.String()]; p != nil {
+		return p, nil
 	}
 	e, err := derive.New(s.reg, derived)
 	if err != nil {
 		return nil, err
 	}
-	if len(s.evals) < 1024 {
-		s.evals[key.String()] = e
+	p := &plan{eval: e}
+	for _, ref := range e.Inputs() {
+		d, err := s.reg.Lookup(ref)
+		if err != nil {
+			return nil, err
+		}
+		p.inputs = append(p.inputs, d)
 	}
-	return e, nil
+	if len(s.evals) < 1024 {
+		s.evals[key.String()] = p
+	}
+	return p, nil
 }
 
 // states returns the state of each entity and where it came from (cache or
@@ -702,7 +718,7 @@ func (s *Service) invalidate(id string) {
 }
 
 // compute evaluates defs for one state at asOf.
-func (s *Service) compute(st *State, src features.Source, defs []registry.Def, eval *derive.Evaluator, asOf time.Time, ctxMap map[string]string) ([]features.Value, error) {
+func (s *Service) compute(st *State, src features.Source, defs []registry.Def, eval *plan, asOf time.Time, ctxMap map[string]string) ([]features.Value, error) {
 	t := asOf.UnixNano()
 	vals := make([]features.Value, len(defs))
 	memo := make(aggMemo, 0, 16)
@@ -723,12 +739,8 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 	if eval == nil {
 		return vals, nil
 	}
-	var inputs []features.Value
-	for _, ref := range eval.Inputs() {
-		d, err := s.reg.Lookup(ref)
-		if err != nil {
-			return nil, err
-		}
+	inputs := make([]features.Value, 0, len(eval.inputs))
+	for _, d := range eval.inputs {
 		v, err := s.base(st, d, t, asOf, &memo)
 		if err != nil {
 			return nil, err
@@ -739,7 +751,7 @@ func (s *Service) compute(st *State, src features.Source, defs []registry.Def, e
 	if last, ok := st.lastEventAtOrBefore(t); ok {
 		in.LastEvent = time.Unix(0, last).UTC()
 	}
-	dv, err := eval.Eval(in)
+	dv, err := eval.eval.Eval(in)
 	if err != nil {
 		return nil, err
 	}
