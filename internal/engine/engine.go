@@ -29,11 +29,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"sync"
 
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/batch"
+	"github.com/embedd/embedd/internal/errlist"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/tokenize"
@@ -310,22 +310,7 @@ type InputError struct {
 	Items []*ItemError
 }
 
-func (e *InputError) Error() string {
-	const show = 5
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid text(s): ", len(e.Items))
-	for i, it := range e.Items {
-		if i == show {
-			fmt.Fprintf(&b, "; and %d more", len(e.Items)-show)
-			break
-		}
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(it.Error())
-	}
-	return b.String()
-}
+func (e *InputError) Error() string { return errlist.Format("text", e.Items) }
 
 func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
 

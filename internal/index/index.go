@@ -48,6 +48,7 @@ import (
 
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/errlist"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/quant"
 	"github.com/embedd/embedd/internal/store"
@@ -283,22 +284,7 @@ func (e *ItemError) Unwrap() error { return e.Err }
 // InputError lists every bad item of a call; it matches ErrInvalid.
 type InputError struct{ Items []*ItemError }
 
-func (e *InputError) Error() string {
-	const show = 5
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid item(s): ", len(e.Items))
-	for i, it := range e.Items {
-		if i == show {
-			fmt.Fprintf(&b, "; and %d more", len(e.Items)-show)
-			break
-		}
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(it.Error())
-	}
-	return b.String()
-}
+func (e *InputError) Error() string { return errlist.Format("item", e.Items) }
 
 func (e *InputError) Is(target error) bool { return target == ErrInvalid }
 
