@@ -4,22 +4,18 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"slices"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/embedd/embedd/internal/features/registry"
 	"github.com/embedd/embedd/internal/features/service"
 	"github.com/embedd/embedd/internal/features/session"
 	"github.com/embedd/embedd/internal/features/window"
-	"github.com/embedd/embedd/internal/server"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -64,17 +60,7 @@ func BenchmarkGetFeaturesRPC(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		gs := grpc.NewServer(server.ServerOptions(0)...)
-		embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(svc, nil, server.New(nil, server.Options{Logger: quiet()})))
-		go gs.Serve(lis)
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
+		conn := serveFeatures(b, svc)
 		fc := embeddv1.NewFeatureServiceClient(conn)
 		ctx := context.Background()
 		now := time.Now()
@@ -115,7 +101,5 @@ func BenchmarkGetFeaturesRPC(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 			})
 		}
-		conn.Close()
-		gs.Stop()
 	}
 }

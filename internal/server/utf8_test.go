@@ -35,19 +35,7 @@ func TestInvalidUTF8AnyRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(server.ServerOptions(0)...)
-	embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(svc, nil, server.New(nil, server.Options{Logger: quiet()})))
-	go gs.Serve(lis)
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := serveFeatures(t, svc)
 
 	good := &embeddv1.IngestEventsRequest{Events: []*embeddv1.Event{
 		{EntityId: "u1", Timestamp: timestamppb.Now(), Context: map[string]string{"tier": "gold"}},
@@ -83,4 +71,23 @@ func TestInvalidUTF8AnyRequest(t *testing.T) {
 	b = protowire.AppendBytes(protowire.AppendTag(b, 1, protowire.BytesType), ev)
 	err = conn.Invoke(context.Background(), embeddv1.FeatureService_IngestEvents_FullMethodName, b, &resp, grpc.ForceCodecV2(rawCodec{}))
 	wantCode(t, err, codes.InvalidArgument, "events[0].context[0].value: invalid UTF-8 at byte offset 1")
+}
+
+// serveFeatures serves svc's FeatureService with the production server
+// options on a loopback listener, until the test ends.
+func serveFeatures(tb testing.TB, svc *service.Service) *grpc.ClientConn {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gs := grpc.NewServer(server.ServerOptions(0)...)
+	embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(svc, nil, server.New(nil, server.Options{Logger: quiet()})))
+	go gs.Serve(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(); gs.Stop() })
+	return conn
 }
