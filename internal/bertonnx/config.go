@@ -30,6 +30,9 @@ var (
 	// ErrTooLarge reports a model that would not fit in one protobuf
 	// message (2 GiB).
 	ErrTooLarge = errors.New("bertonnx: model too large")
+	// ErrInvalidOptions reports an Options value outside its documented
+	// set, or a combination the exporter does not build.
+	ErrInvalidOptions = errors.New("bertonnx: invalid options")
 )
 
 // MaxConfigSize is the largest config.json ReadConfig accepts, in bytes.

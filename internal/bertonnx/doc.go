@@ -3,13 +3,20 @@
 // and a model.safetensors file, in pure Go: no Python, no PyTorch, no protobuf
 // library.
 //
+// [Export] writes the default graph: float32, outputting the last hidden
+// states. [ExportWith] takes [Options] for variants: Precision FP16 (mixed
+// precision for GPUs), Pooling PoolMean or PoolCLS (the graph outputs one
+// vector per text) and Normalize (L2 normalization in the graph). The zero
+// Options is the default graph, unchanged byte for byte by the options'
+// existence, so checksums pinned for it still hold.
+//
 // # Graph contract
 //
 // The model uses the default ONNX domain at opset 17 and IR version 8. Its
 // inputs are input_ids, attention_mask and token_type_ids, each int64 with
-// symbolic dims ["batch", "sequence"]; its one output is last_hidden_state,
-// float32 ["batch", "sequence", hidden_size]. The graph computes exactly what
-// BertModel computes:
+// symbolic dims ["batch", "sequence"]. Without pooling its one output is
+// last_hidden_state, float32 ["batch", "sequence", hidden_size], in either
+// precision. The graph computes exactly what BertModel computes:
 //
 //   - word, token-type and absolute position (0..sequence-1) embeddings,
 //     summed in Hugging Face order, then LayerNormalization;
@@ -22,6 +29,47 @@
 // Softmax finite (a masked score becomes exactly min(float32) and exp of it
 // less the row maximum is 0) and, unlike -10000, gives the same uniform
 // distribution as Hugging Face for a row whose keys are all masked.
+//
+// With Pooling PoolMean or PoolCLS the outputs are, instead of
+// last_hidden_state (float32 throughout, whatever the precision):
+//
+//   - sentence_embedding ["batch", hidden_size]: for PoolMean the sum over
+//     tokens of last hidden state × attention_mask divided by
+//     max(sum(attention_mask), 1), so a row of padding only gives zeros; for
+//     PoolCLS the last hidden state of token 0. With Normalize it is then
+//     divided by max(its L2 norm, 1e-12), as torch.nn.functional.normalize
+//     (and sentence-transformers' Normalize) does;
+//   - with Normalize only, sentence_norm ["batch", 1]: the L2 norm of the
+//     pooled vector before normalization, so that a caller can get the raw
+//     vector back as sentence_embedding × sentence_norm.
+//
+// # FP16 precision
+//
+// Precision FP16 is mixed precision, laid out for GPUs. Stored as float16:
+// the word, position and token-type embedding tables and every linear
+// weight and bias; computed in float16: those matmuls and bias adds, the
+// scaling of q by 1/√head_size (before QKᵀ, so that the scores stay inside
+// float16 range), the attention context, and GELU. Everything else is
+// float32: the residual stream (embeddings are cast up as they are looked
+// up), every LayerNormalization with float32 scale and bias, the scores from
+// QKᵀ on (cast up, mask added, Softmax, cast down for the context), pooling,
+// normalization and every output. A Cast to float16 feeds each group of
+// matmuls and a Cast to float32 leaves it before the residual Add, so that
+// the node patterns are those of the float32 graph: onnxruntime (1.32, CPU)
+// still fuses every residual Add+LayerNormalization into
+// SkipLayerNormalization; the bias Add+GELU (BiasGelu) and the q scale
+// (FusedMatMul) are float16 patterns, which onnxruntime fuses only for
+// providers with float16 kernels, such as CUDA. The CPU provider, which
+// lacks most float16 kernels, runs the graph through Casts it inserts itself.
+//
+// An FP16 graph depends on the weights only through their float16 values:
+// float32 and bfloat16 weights are rounded to nearest, ties to even (as
+// numpy's astype(np.float16) does), and LayerNorm parameters, though stored as
+// float32, hold their float16 rounding too. So an F32 checkpoint and an F16
+// one made from it give the same bytes, and one pinned checksum serves both.
+// A weight that is not finite in float16 (beyond ±65504, inf or NaN) fails
+// the export with an error naming the tensor and the element, rather than
+// give a model whose every output is NaN.
 //
 // Weights are stored as float32 raw_data initializers; linear weights are
 // stored pre-transposed to [in, out] so the graph has no runtime Transpose of
@@ -37,22 +85,27 @@
 //
 // model_type "bert" (or absent), hidden_act "gelu" (exact erf GELU),
 // position_embedding_type "absolute", hidden_size divisible by
-// num_attention_heads, and float32 ("F32") tensors whose names carry an
-// optional "bert." prefix; LayerNorm parameters may be named weight/bias or
-// gamma/beta. Pooler and head tensors are ignored. Anything else is rejected
-// with an error that names the field or the tensor and the expected shape.
+// num_attention_heads, and F32, F16 or BF16 tensors (mixed freely) whose
+// names carry an optional "bert." prefix; LayerNorm parameters may be named
+// weight/bias or gamma/beta. F16 and BF16 tensors are widened exactly in a
+// float32 graph. Pooler and head tensors are ignored. Anything else is
+// rejected with an error that names the field or the tensor and the expected
+// shape.
 //
 // # Invariants
 //
-// Export is deterministic: the same config and weights give the same bytes,
-// whatever the machine, since the output holds no paths, times or versions of
-// the toolchain. Changing the graph changes [ProducerVersion]. The output is
+// Export is deterministic: the same config, weights and options give the
+// same bytes, whatever the machine, since the output holds no paths, times or
+// versions of the toolchain. Changing the graph for given inputs and options
+// changes [ProducerVersion]; adding options did not change the default
+// graph, so it stays at "1". The output is
 // a single self-contained ModelProto and so must stay under protobuf's 2 GiB
 // limit; larger models are rejected with [ErrTooLarge].
 //
 // # Concurrency
 //
-// The package holds no mutable state. Export and ExportFile may be called
+// The package holds no mutable state. The Export functions may be called
 // concurrently; each call opens its own handle on the weights file and holds
-// at most one weight matrix in memory at a time.
+// at most one weight matrix in memory at a time (with its converted copy
+// when it changes precision or layout).
 package bertonnx

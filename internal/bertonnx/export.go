@@ -14,8 +14,16 @@ import (
 // Export writes the ONNX model for the BERT encoder in cfg with weights from
 // the safetensors file at weightsPath. The output is byte-for-byte
 // deterministic for the same inputs. On error, w may hold a partial model.
-func Export(w io.Writer, cfg Config, weightsPath string) (err error) {
-	if err := cfg.Validate(); err != nil {
+// It is ExportWith with the zero Options.
+func Export(w io.Writer, cfg Config, weightsPath string) error {
+	return ExportWith(w, cfg, weightsPath, Options{})
+}
+
+// ExportWith is Export for the graph variant opts selects (see [Options]).
+// Invalid options are reported, wrapping ErrInvalidOptions, before the
+// weights are opened.
+func ExportWith(w io.Writer, cfg Config, weightsPath string, opts Options) (err error) {
+	if err := errors.Join(cfg.Validate(), opts.Validate()); err != nil {
 		return err
 	}
 	st, err := openSafetensors(weightsPath)
@@ -23,7 +31,7 @@ func Export(w io.Writer, cfg Config, weightsPath string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
-	g, err := buildGraph(cfg, st)
+	g, err := buildGraph(cfg, st, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", weightsPath, err)
 	}
@@ -33,7 +41,16 @@ func Export(w io.Writer, cfg Config, weightsPath string) (err error) {
 // ExportFile reads configPath and weightsPath and writes the model to dst
 // atomically: to a temporary file in dst's directory, synced, then renamed
 // over dst. On error dst is left as it was and the temporary file is removed.
+// It is ExportFileWith with the zero Options.
 func ExportFile(dst, configPath, weightsPath string) error {
+	return ExportFileWith(dst, configPath, weightsPath, Options{})
+}
+
+// ExportFileWith is ExportFile for the graph variant opts selects.
+func ExportFileWith(dst, configPath, weightsPath string, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	cfg, err := ReadConfig(configPath)
 	if err != nil {
 		return err
@@ -43,7 +60,7 @@ func ExportFile(dst, configPath, weightsPath string) error {
 		return fmt.Errorf("bertonnx: create temp file: %w", err)
 	}
 	name := tmp.Name()
-	if err := writeSynced(tmp, cfg, weightsPath); err != nil {
+	if err := writeSynced(tmp, cfg, weightsPath, opts); err != nil {
 		return errors.Join(err, os.Remove(name))
 	}
 	if err := os.Rename(name, dst); err != nil {
@@ -54,14 +71,14 @@ func ExportFile(dst, configPath, weightsPath string) error {
 
 // writeSynced exports into f, makes it world-readable like any other model
 // file, syncs and closes it.
-func writeSynced(f *os.File, cfg Config, weightsPath string) (err error) {
+func writeSynced(f *os.File, cfg Config, weightsPath string, opts Options) (err error) {
 	defer func() {
 		if cerr := f.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("bertonnx: %w", cerr))
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := Export(bw, cfg, weightsPath); err != nil {
+	if err := ExportWith(bw, cfg, weightsPath, opts); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
@@ -106,8 +123,10 @@ func (g *graph) encode(w io.Writer) error {
 	for _, name := range []string{InputIDs, AttentionMask, TokenTypeIDs} {
 		tail = appendBytes(tail, graphInput, marshalValueInfo(name, dataTypeInt64, seq))
 	}
+	for _, o := range g.outputs {
+		tail = appendBytes(tail, graphOutput, marshalValueInfo(o.name, o.dataType, o.dims))
+	}
 	hidden := append(seq[:len(seq):len(seq)], dim{value: int64(g.cfg.HiddenSize)})
-	tail = appendBytes(tail, graphOutput, marshalValueInfo(Output, dataTypeFloat, hidden))
 	for _, name := range g.hidden {
 		tail = appendBytes(tail, graphValueInfo, marshalValueInfo(name, dataTypeFloat, hidden))
 	}
@@ -117,8 +136,8 @@ func (g *graph) encode(w io.Writer) error {
 	model = appendString(model, modelProducerName, ProducerName)
 	model = appendString(model, modelProducerVersion, ProducerVersion)
 	model = appendString(model, modelDocString, fmt.Sprintf(
-		"BertModel encoder (no pooler): %d layers, hidden %d, %d heads, intermediate %d",
-		g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize))
+		"BertModel encoder (no pooler): %d layers, hidden %d, %d heads, intermediate %d%s",
+		g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize, g.opts.describe()))
 	model = appendKey(model, modelGraph, wireLengthDelimited)
 	model = binary.AppendUvarint(model, uint64(graphLen))
 	opset := appendString(nil, opsetDomain, "")

@@ -309,10 +309,10 @@ func TestExportErrors(t *testing.T) {
 		{
 			name: "wrong dtype",
 			tensors: with(func(m map[string]stSpec) {
-				m["embeddings.LayerNorm.weight"] = stSpec{dtype: "F16", shape: []int64{8}, data: make([]byte, 16)}
+				m["embeddings.LayerNorm.weight"] = stSpec{dtype: "F64", shape: []int64{8}, data: make([]byte, 64)}
 			}),
 			want: ErrTensorMismatch,
-			msg:  []string{"embeddings.LayerNorm.weight", "got F16 [8]", "want F32 [8]"},
+			msg:  []string{"embeddings.LayerNorm.weight", "got F64 [8]", "want F32, F16 or BF16 [8]"},
 		},
 		{
 			name:    "config disagrees with weights",

@@ -9,12 +9,22 @@ import (
 	"slices"
 )
 
-// Names of the graph inputs and output; they are part of the graph contract.
+// Names of the graph inputs and outputs; they are part of the graph contract.
 const (
 	InputIDs      = "input_ids"
 	AttentionMask = "attention_mask"
 	TokenTypeIDs  = "token_type_ids"
-	Output        = "last_hidden_state"
+	// Output is the [batch, sequence, hidden] output of a graph without
+	// pooling.
+	Output = "last_hidden_state"
+	// SentenceEmbedding is the [batch, hidden] output of a pooled graph:
+	// the pooled vector, divided by its L2 norm when Options.Normalize is
+	// set.
+	SentenceEmbedding = "sentence_embedding"
+	// SentenceNorm is the [batch, 1] output of a normalized graph: the L2
+	// norm of the pooled vector before normalization, so that
+	// SentenceEmbedding·SentenceNorm gives back the raw pooled vector.
+	SentenceNorm = "sentence_norm"
 )
 
 // Symbolic dimension names of the graph inputs and output.
@@ -54,18 +64,28 @@ type initializer struct {
 // graph is a fully resolved model: every node, and every initializer with its
 // size known, ready to be encoded.
 type graph struct {
-	cfg   Config
-	nodes []node
-	inits []initializer
+	cfg     Config
+	opts    Options
+	nodes   []node
+	inits   []initializer
+	outputs []output
 	// hidden names intermediate tensors of shape [batch, sequence, hidden]
 	// that shape inference cannot name by itself; see embeddings.
 	hidden []string
+}
+
+// output is one graph output.
+type output struct {
+	name     string
+	dataType int
+	dims     []dim
 }
 
 // builder assembles the graph for cfg against the tensors in st. Tensor
 // problems are collected in errs so that one run reports all of them.
 type builder struct {
 	cfg    Config
+	opts   Options
 	st     *safetensors
 	prefix string // "" or "bert."
 	g      graph
@@ -73,15 +93,21 @@ type builder struct {
 	errs   []error
 }
 
-func buildGraph(cfg Config, st *safetensors) (*graph, error) {
-	b := &builder{cfg: cfg, st: st, g: graph{cfg: cfg}, consts: map[string]string{}}
+// floatDtypes lists the safetensors dtypes accepted for weights, as error
+// messages print them.
+const floatDtypes = "F32, F16 or BF16"
+
+// buildGraph builds the graph for cfg and opts, which the caller has
+// validated.
+func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
+	b := &builder{cfg: cfg, opts: opts, st: st, g: graph{cfg: cfg, opts: opts}, consts: map[string]string{}}
 	const probe = "embeddings.word_embeddings.weight"
 	switch {
 	case b.has(probe):
 	case b.has("bert." + probe):
 		b.prefix = "bert."
 	default:
-		return nil, fmt.Errorf("%w: %s (or bert.%s): want F32 [%d %d]", ErrMissingTensor, probe, probe, cfg.VocabSize, cfg.HiddenSize)
+		return nil, fmt.Errorf("%w: %s (or bert.%s): want %s [%d %d]", ErrMissingTensor, probe, probe, floatDtypes, cfg.VocabSize, cfg.HiddenSize)
 	}
 	h := b.embeddings()
 	mask := b.extendedMask()
@@ -91,6 +117,16 @@ func buildGraph(cfg Config, st *safetensors) (*graph, error) {
 			out = Output
 		}
 		h = b.layer(i, h, mask, out)
+	}
+	batch, hidden := dim{param: DimBatch}, dim{value: int64(cfg.HiddenSize)}
+	if !opts.pooled() {
+		b.g.outputs = []output{{Output, dataTypeFloat, []dim{batch, {param: DimSequence}, hidden}}}
+	} else {
+		b.pool(h)
+		b.g.outputs = []output{{SentenceEmbedding, dataTypeFloat, []dim{batch, hidden}}}
+		if opts.Normalize {
+			b.g.outputs = append(b.g.outputs, output{SentenceNorm, dataTypeFloat, []dim{batch, {value: 1}}})
+		}
 	}
 	if err := errors.Join(b.errs...); err != nil {
 		return nil, err
@@ -114,34 +150,51 @@ func (b *builder) op(name, opType, out string, inputs []string, attrs ...attribu
 }
 
 // tensor looks up name (without the checkpoint prefix) and checks that it is
-// F32 of the wanted shape. It returns false, after recording an error, when
-// it is not.
+// F32, F16 or BF16 of the wanted shape. It returns false, after recording an
+// error, when it is not.
 func (b *builder) tensor(name string, want ...int64) (stTensor, bool) {
 	t, ok := b.st.tensors[b.prefix+name]
 	if !ok {
-		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: want F32 %v", ErrMissingTensor, b.prefix, name, want))
+		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: want %s %v", ErrMissingTensor, b.prefix, name, floatDtypes, want))
 		return stTensor{}, false
 	}
-	if t.dtype != "F32" || !slices.Equal(t.shape, want) {
-		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: got %s %v; want F32 %v", ErrTensorMismatch, b.prefix, name, t.dtype, t.shape, want))
+	switch {
+	case t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16":
+		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: got %s %v; want %s %v", ErrTensorMismatch, b.prefix, name, t.dtype, t.shape, floatDtypes, want))
+		return stTensor{}, false
+	case !slices.Equal(t.shape, want):
+		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: got %s %v; want %s %v", ErrTensorMismatch, b.prefix, name, t.dtype, t.shape, t.dtype, want))
 		return stTensor{}, false
 	}
 	return t, true
 }
 
-// weight adds the tensor name, unchanged, as an initializer of the same name.
-func (b *builder) weight(name string, shape ...int64) string {
-	return b.weightAs(name, name, shape...)
+// matmulStorage is how linear weights and biases and the embedding tables
+// are stored: float16 in an FP16 graph.
+func (b *builder) matmulStorage() storage {
+	if b.opts.fp16() {
+		return storeF16
+	}
+	return storeF32
 }
 
-func (b *builder) weightAs(name, initName string, shape ...int64) string {
-	t, ok := b.tensor(name, shape...)
-	if ok {
-		full := b.prefix + name
-		b.g.inits = append(b.g.inits, initializer{
-			name: initName, dataType: dataTypeFloat, dims: shape, nbytes: t.end - t.begin,
-			write: func(w io.Writer) error { return b.st.copyTo(w, full, t) },
-		})
+// normStorage is how LayerNorm scales and biases are stored: float32 always,
+// holding float16 values in an FP16 graph (see the package doc).
+func (b *builder) normStorage() storage {
+	if b.opts.fp16() {
+		return storeF32ViaF16
+	}
+	return storeF32
+}
+
+// weight adds the tensor name as an initializer of the same name in storage s.
+func (b *builder) weight(name string, s storage, shape ...int64) string {
+	return b.weightAs(name, name, s, shape...)
+}
+
+func (b *builder) weightAs(name, initName string, s storage, shape ...int64) string {
+	if t, ok := b.tensor(name, shape...); ok {
+		b.addInit(b.prefix+name, t, initName, s, shape, "", 0, 0)
 	}
 	return initName
 }
@@ -149,23 +202,45 @@ func (b *builder) weightAs(name, initName string, shape ...int64) string {
 // linearWeight adds the [out, in] weight of an nn.Linear as an [in, out]
 // initializer, so that x·W needs no Transpose at run time.
 func (b *builder) linearWeight(name string, out, in int64) string {
-	t, ok := b.tensor(name, out, in)
-	if ok {
-		full := b.prefix + name
-		b.g.inits = append(b.g.inits, initializer{
-			name: name, dataType: dataTypeFloat, dims: []int64{in, out}, nbytes: t.end - t.begin,
-			doc: "transposed to [in, out] from the [out, in] nn.Linear weight",
-			write: func(w io.Writer) error {
-				src, err := b.st.readAll(full, t)
-				if err != nil {
-					return err
-				}
-				_, err = w.Write(transpose32(src, int(out), int(in)))
-				return err
-			},
-		})
+	if t, ok := b.tensor(name, out, in); ok {
+		b.addInit(b.prefix+name, t, name, b.matmulStorage(), []int64{in, out},
+			"transposed to [in, out] from the [out, in] nn.Linear weight", int(out), int(in))
 	}
 	return name
+}
+
+// addInit adds the checkpoint tensor full, described by t, as initializer
+// initName of dims in storage s. When rows is non-zero the tensor is a
+// rows×cols matrix written transposed. An F32 tensor stored as float32
+// untransposed is streamed; any other is read whole, converted and written.
+func (b *builder) addInit(full string, t stTensor, initName string, s storage, dims []int64, doc string, rows, cols int) {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	b.g.inits = append(b.g.inits, initializer{
+		name: initName, dataType: s.dataType(), dims: dims, nbytes: n * s.elemSize(), doc: doc,
+		write: func(w io.Writer) error {
+			same := t.dtype == "F32" && s == storeF32
+			if same && rows == 0 {
+				return b.st.copyTo(w, full, t)
+			}
+			data, err := b.st.readAll(full, t)
+			if err != nil {
+				return err
+			}
+			if !same {
+				if data, err = convert(full, t.dtype, data, s); err != nil {
+					return err
+				}
+			}
+			if rows != 0 {
+				data = transpose(data, rows, cols, int(s.elemSize()))
+			}
+			_, err = w.Write(data)
+			return err
+		},
+	})
 }
 
 // layerNorm adds the scale and bias of the LayerNorm at base. Checkpoints
@@ -179,13 +254,35 @@ func (b *builder) layerNorm(base string, n int64) (scale, bias string) {
 	if !b.has(b.prefix+biasName) && b.has(b.prefix+base+".beta") {
 		biasName = base + ".beta"
 	}
-	return b.weightAs(scaleName, base+".weight", n), b.weightAs(biasName, base+".bias", n)
+	s := b.normStorage()
+	return b.weightAs(scaleName, base+".weight", s, n), b.weightAs(biasName, base+".bias", s, n)
 }
 
 // constF32 returns a shared float32 scalar initializer.
 func (b *builder) constF32(name string, v float32) string {
 	data := binary.LittleEndian.AppendUint32(nil, math.Float32bits(v))
 	return b.constant(name, dataTypeFloat, nil, data)
+}
+
+// constF16 returns a shared float16 scalar initializer holding v rounded to
+// float16.
+func (b *builder) constF16(name string, v float32) string {
+	data := binary.LittleEndian.AppendUint16(nil, f32ToF16(math.Float32bits(v)))
+	return b.constant(name, dataTypeFloat16, nil, data)
+}
+
+// constMatmul returns the shared scalar key in the precision of the matmuls:
+// const_f32_<key>, or const_f16_<key> in an FP16 graph.
+func (b *builder) constMatmul(key string, v float32) string {
+	if b.opts.fp16() {
+		return b.constF16("const_f16_"+key, v)
+	}
+	return b.constF32("const_f32_"+key, v)
+}
+
+// cast converts x to dataType with a Cast node called name.
+func (b *builder) cast(name, x string, dataType int) string {
+	return b.op(name, "Cast", "", []string{x}, intAttr("to", int64(dataType)))
 }
 
 // constI64 returns a shared 1-D int64 initializer.
@@ -214,13 +311,20 @@ func (b *builder) constant(name string, dataType int, dims []int64, data []byte)
 func (b *builder) embeddings() string {
 	c := b.cfg
 	hid := int64(c.HiddenSize)
-	word := b.weight("embeddings.word_embeddings.weight", int64(c.VocabSize), hid)
-	pos := b.weight("embeddings.position_embeddings.weight", int64(c.MaxPositionEmbeddings), hid)
-	typ := b.weight("embeddings.token_type_embeddings.weight", int64(c.TypeVocabSize), hid)
+	s := b.matmulStorage()
+	word := b.weight("embeddings.word_embeddings.weight", s, int64(c.VocabSize), hid)
+	pos := b.weight("embeddings.position_embeddings.weight", s, int64(c.MaxPositionEmbeddings), hid)
+	typ := b.weight("embeddings.token_type_embeddings.weight", s, int64(c.TypeVocabSize), hid)
 	lnScale, lnBias := b.layerNorm("embeddings.LayerNorm", hid)
 
 	we := b.op("/embeddings/word_embeddings/Gather", "Gather", "", []string{word, InputIDs})
 	te := b.op("/embeddings/token_type_embeddings/Gather", "Gather", "", []string{typ, TokenTypeIDs})
+	if b.opts.fp16() {
+		// The tables are float16 to halve their memory; the sum starts
+		// the float32 residual stream.
+		we = b.cast("/embeddings/word_embeddings/Cast", we, dataTypeFloat)
+		te = b.cast("/embeddings/token_type_embeddings/Cast", te, dataTypeFloat)
+	}
 	sum := b.op("/embeddings/Add", "Add", "", []string{we, te})
 	// Position ids are 0..sequence-1, so the position embeddings are the
 	// first sequence rows of the table: a Slice, not a Gather. A sequence
@@ -229,6 +333,9 @@ func (b *builder) embeddings() string {
 	seq := b.op("/embeddings/Shape", "Shape", "", []string{InputIDs}, intAttr("start", 1), intAttr("end", 2))
 	zero := b.constI64("const_i64_0", 0)
 	pe := b.op("/embeddings/position_embeddings/Slice", "Slice", "", []string{pos, zero, seq, zero})
+	if b.opts.fp16() {
+		pe = b.cast("/embeddings/position_embeddings/Cast", pe, dataTypeFloat)
+	}
 	sum = b.op("/embeddings/Add_1", "Add", "", []string{sum, pe})
 	// Shape inference cannot tell that the Slice yields "sequence" rows, so
 	// without this annotation every later tensor would have an unknown
@@ -254,10 +361,10 @@ func (b *builder) extendedMask() string {
 }
 
 // linear builds x·Wᵀ + bias for the nn.Linear at hf (weights "hf.weight" and
-// "hf.bias") with nodes named under path.
+// "hf.bias") with nodes named under path, in the precision of the matmuls.
 func (b *builder) linear(x, hf, path string, in, out int64) string {
 	w := b.linearWeight(hf+".weight", out, in)
-	bias := b.weight(hf+".bias", out)
+	bias := b.weight(hf+".bias", b.matmulStorage(), out)
 	mm := b.op(path+"/MatMul", "MatMul", "", []string{x, w})
 	return b.op(path+"/Add", "Add", "", []string{mm, bias})
 }
@@ -272,12 +379,18 @@ func (b *builder) layer(i int, x, mask, out string) string {
 	path := fmt.Sprintf("/encoder/layer.%d", i)
 	splitShape := b.constI64("const_shape_split_heads", 0, 0, heads, head)
 	mergeShape := b.constI64("const_shape_merge_heads", 0, 0, hid)
+	fp16 := b.opts.fp16()
 
+	// xm is x in the precision of the matmuls.
+	xm := x
+	if fp16 {
+		xm = b.cast(path+"/attention/self/Cast", x, dataTypeFloat16)
+	}
 	// heads projects x and splits it into [batch, heads, sequence, head]
 	// (perm 0,2,1,3) or, for keys, [batch, heads, head, sequence] (0,2,3,1).
 	heads4 := func(name string, perm ...int64) string {
 		p := path + "/attention/self/" + name
-		y := b.linear(x, hf+".attention.self."+name, p, hid, hid)
+		y := b.linear(xm, hf+".attention.self."+name, p, hid, hid)
 		y = b.op(p+"/Reshape", "Reshape", "", []string{y, splitShape})
 		return b.op(p+"/Transpose", "Transpose", "", []string{y}, intsAttr("perm", perm...))
 	}
@@ -286,10 +399,22 @@ func (b *builder) layer(i int, x, mask, out string) string {
 	v := heads4("value", 0, 2, 1, 3)
 
 	p := path + "/attention/self"
-	s := b.op(p+"/MatMul", "MatMul", "", []string{q, k})
-	s = b.op(p+"/Div", "Div", "", []string{s, b.constF32("const_f32_sqrt_head_size", float32(math.Sqrt(float64(head))))})
-	s = b.op(p+"/Add", "Add", "", []string{s, mask})
-	s = b.op(p+"/Softmax", "Softmax", "", []string{s}, intAttr("axis", -1))
+	var s string
+	if fp16 {
+		// Scaling q first keeps QKᵀ inside float16 range; the scores
+		// are masked and normalized in float32.
+		q = b.op(p+"/Mul", "Mul", "", []string{q, b.constF16("const_f16_inv_sqrt_head_size", float32(1/math.Sqrt(float64(head))))})
+		s = b.op(p+"/MatMul", "MatMul", "", []string{q, k})
+		s = b.cast(p+"/Cast_1", s, dataTypeFloat)
+		s = b.op(p+"/Add", "Add", "", []string{s, mask})
+		s = b.op(p+"/Softmax", "Softmax", "", []string{s}, intAttr("axis", -1))
+		s = b.cast(p+"/Cast_2", s, dataTypeFloat16)
+	} else {
+		s = b.op(p+"/MatMul", "MatMul", "", []string{q, k})
+		s = b.op(p+"/Div", "Div", "", []string{s, b.constF32("const_f32_sqrt_head_size", float32(math.Sqrt(float64(head))))})
+		s = b.op(p+"/Add", "Add", "", []string{s, mask})
+		s = b.op(p+"/Softmax", "Softmax", "", []string{s}, intAttr("axis", -1))
+	}
 	ctx := b.op(p+"/MatMul_1", "MatMul", "", []string{s, v})
 	ctx = b.op(p+"/Transpose", "Transpose", "", []string{ctx}, intsAttr("perm", 0, 2, 1, 3))
 	ctx = b.op(p+"/Reshape", "Reshape", "", []string{ctx, mergeShape})
@@ -297,36 +422,45 @@ func (b *builder) layer(i int, x, mask, out string) string {
 	a := b.residualNorm(ctx, x, hf+".attention.output", path+"/attention/output", hid, hid, "")
 
 	p = path + "/intermediate"
-	u := b.linear(a, hf+".intermediate.dense", p+"/dense", hid, inter)
+	am := a
+	if fp16 {
+		am = b.cast(p+"/Cast", a, dataTypeFloat16)
+	}
+	u := b.linear(am, hf+".intermediate.dense", p+"/dense", hid, inter)
 	// GELU(u) = u * 0.5 * (1 + erf(u / sqrt 2)), in the Div/Erf/Add/Mul/Mul
-	// form that onnxruntime fuses into Gelu.
-	g := b.op(p+"/Div", "Div", "", []string{u, b.constF32("const_f32_sqrt_2", math.Sqrt2)})
+	// form that onnxruntime fuses into Gelu (BiasGelu with the bias Add),
+	// in the precision of the matmuls.
+	g := b.op(p+"/Div", "Div", "", []string{u, b.constMatmul("sqrt_2", math.Sqrt2)})
 	g = b.op(p+"/Erf", "Erf", "", []string{g})
-	g = b.op(p+"/Add", "Add", "", []string{g, b.constF32("const_f32_1", 1)})
+	g = b.op(p+"/Add", "Add", "", []string{g, b.constMatmul("1", 1)})
 	g = b.op(p+"/Mul", "Mul", "", []string{u, g})
-	g = b.op(p+"/Mul_1", "Mul", "", []string{g, b.constF32("const_f32_0.5", 0.5)})
+	g = b.op(p+"/Mul_1", "Mul", "", []string{g, b.constMatmul("0.5", 0.5)})
 
 	return b.residualNorm(g, a, hf+".output", path+"/output", inter, hid, out)
 }
 
 // residualNorm builds LayerNorm(dense(x) + residual) for a BertSelfOutput
-// or BertOutput block at hf.
+// or BertOutput block at hf; x is in the precision of the matmuls, residual
+// and the result are float32.
 func (b *builder) residualNorm(x, residual, hf, path string, in, out int64, name string) string {
 	y := b.linear(x, hf+".dense", path+"/dense", in, out)
+	if b.opts.fp16() {
+		y = b.cast(path+"/Cast", y, dataTypeFloat)
+	}
 	y = b.op(path+"/Add", "Add", "", []string{y, residual})
 	scale, bias := b.layerNorm(hf+".LayerNorm", out)
 	return b.op(path+"/LayerNorm/LayerNormalization", "LayerNormalization", name,
 		[]string{y, scale, bias}, intAttr("axis", -1), floatAttr("epsilon", float32(b.cfg.LayerNormEps)))
 }
 
-// transpose32 transposes a rows×cols matrix of 4-byte elements.
-func transpose32(src []byte, rows, cols int) []byte {
+// transpose transposes a rows×cols matrix of size-byte elements.
+func transpose(src []byte, rows, cols, size int) []byte {
 	dst := make([]byte, len(src))
 	for r := range rows {
-		row := src[r*cols*4 : (r+1)*cols*4]
+		row := src[r*cols*size : (r+1)*cols*size]
 		for c := range cols {
-			o := (c*rows + r) * 4
-			copy(dst[o:o+4], row[c*4:c*4+4])
+			o := (c*rows + r) * size
+			copy(dst[o:o+size], row[c*size:c*size+size])
 		}
 	}
 	return dst

@@ -69,8 +69,9 @@ const (
 	tensorRawData   = 9
 	tensorDocString = 12
 
-	dataTypeFloat = 1
-	dataTypeInt64 = 7
+	dataTypeFloat   = 1
+	dataTypeInt64   = 7
+	dataTypeFloat16 = 10
 )
 
 // ValueInfoProto, TypeProto, TypeProto.Tensor, TensorShapeProto and

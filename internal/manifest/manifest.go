@@ -7,7 +7,9 @@
 // can without touching the network or the disk, so a manifest that parses is
 // internally consistent: every file named by Model, Tokenizer or a Derive
 // step is listed in Files, every file has a 64-hex-digit sha256 and at least
-// one source, and pooling, dims and limits are in range.
+// one source, pooling, dims and limits are in range, and a Derive step's graph
+// options (precision, pooling, normalize) are known values that agree with
+// the model's pooling.
 //
 // Manifests are immutable values once parsed and safe for concurrent reads.
 package manifest
@@ -81,9 +83,17 @@ type Model struct {
 	// Inputs maps the roles input_ids, attention_mask and token_type_ids to the
 	// graph's input names. token_type_ids may be empty for graphs without it.
 	Inputs Inputs `yaml:"inputs"`
-	// Output is the graph output holding last hidden states [batch, seq, dims].
+	// Output is the graph output holding last hidden states [batch, seq, dims],
+	// or, when Pooled, the pooled sentence vectors [batch, dims].
 	Output string `yaml:"output"`
-	Files  []File `yaml:"files"`
+	// Pooled says the graph pools (with Pooling) inside: Output has one
+	// vector per text, so only [batch, dims] values leave the device.
+	Pooled bool `yaml:"pooled"`
+	// NormOutput, for a pooled graph that L2-normalizes, names its
+	// [batch, 1] output holding each pooled vector's norm before
+	// normalization; empty when Output holds raw pooled vectors.
+	NormOutput string `yaml:"norm_output"`
+	Files      []File `yaml:"files"`
 }
 
 // Inputs names the ONNX graph inputs.
@@ -133,10 +143,27 @@ type Derive struct {
 	Exporter string `yaml:"exporter"`
 	Config   string `yaml:"config"`
 	Weights  string `yaml:"weights"`
+	// Precision of the exported graph: "fp32" (default, also empty) or
+	// "fp16" (float16 weights and matmuls; see internal/bertonnx).
+	Precision string `yaml:"precision"`
+	// Pooling inside the exported graph: "none" (default, also empty: the
+	// graph outputs last hidden states), "mean" or "cls". Unless none it
+	// must equal the model's Pooling.
+	Pooling string `yaml:"pooling"`
+	// Normalize L2-normalizes the pooled vector inside the graph, which
+	// then also outputs each vector's norm; it needs Pooling mean or cls.
+	Normalize bool `yaml:"normalize"`
 }
 
 // ExporterBERT builds an ONNX BERT encoder from config.json and safetensors.
 const ExporterBERT = "bert-safetensors"
+
+// Values of Derive.Precision and Derive.Pooling besides the empty default.
+const (
+	PrecisionFP32 = "fp32"
+	PrecisionFP16 = "fp16"
+	PoolNone      = "none"
+)
 
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -188,6 +215,9 @@ func (m *Model) validate() error {
 	if m.Inputs.InputIDs == "" || m.Inputs.AttentionMask == "" || m.Output == "" {
 		return m.invalid("inputs.input_ids, inputs.attention_mask and output are required")
 	}
+	if m.NormOutput != "" && (!m.Pooled || m.NormOutput == m.Output) {
+		return m.invalid("norm_output %q needs pooled: true and must differ from output", m.NormOutput)
+	}
 	if len(m.Files) == 0 || len(m.Files) > MaxFiles {
 		return m.invalid("has %d files; want 1 to %d", len(m.Files), MaxFiles)
 	}
@@ -232,6 +262,31 @@ func (m *Model) validate() error {
 				return m.invalid("file %s: derive input %q is not another file of the model", f.Name, dep)
 			}
 		}
+		if err := m.validateExport(f.Name, f.Derive); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateExport checks the graph options of a derive step.
+func (m *Model) validateExport(name string, d *Derive) error {
+	switch d.Precision {
+	case "", PrecisionFP32, PrecisionFP16:
+	default:
+		return m.invalid("file %s: derive precision %q: want %q or %q", name, d.Precision, PrecisionFP32, PrecisionFP16)
+	}
+	switch Pooling(d.Pooling) {
+	case "", PoolNone:
+		if d.Normalize {
+			return m.invalid("file %s: derive normalize needs derive pooling %q or %q", name, PoolMean, PoolCLS)
+		}
+	case PoolMean, PoolCLS:
+		if Pooling(d.Pooling) != m.Pooling {
+			return m.invalid("file %s: derive pooling %q differs from the model's pooling %q", name, d.Pooling, m.Pooling)
+		}
+	default:
+		return m.invalid("file %s: derive pooling %q: want %q, %q or %q", name, d.Pooling, PoolNone, PoolMean, PoolCLS)
 	}
 	return nil
 }

@@ -112,3 +112,91 @@ func TestCatalog(t *testing.T) {
 		}
 	}
 }
+
+// derived is a model whose model.onnx is exported from safetensors.
+const derived = `
+name: tiny
+version: v1
+dims: 8
+pooling: mean
+normalize: true
+max_seq_len: 16
+onnx: model.onnx
+tokenizer: tokenizer.json
+inputs: {input_ids: ids, attention_mask: mask}
+output: sentence_embedding
+files:
+  - name: tokenizer.json
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    size: 10
+    sources: [{url: "https://example.org/tokenizer.json"}]
+  - name: config.json
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    size: 10
+    sources: [{url: "https://example.org/config.json"}]
+  - name: model.safetensors
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    size: 10
+    sources: [{url: "https://example.org/model.safetensors"}]
+  - name: model.onnx
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    size: 10
+    derive:
+      exporter: bert-safetensors
+      config: config.json
+      weights: model.safetensors
+      precision: fp16
+      pooling: mean
+      normalize: true
+`
+
+func TestParseDeriveOptions(t *testing.T) {
+	m, err := manifest.Parse([]byte(derived))
+	if err != nil {
+		t.Fatalf("valid manifest: %v", err)
+	}
+	f, _ := m.File("model.onnx")
+	if d := *f.Derive; d.Precision != "fp16" || d.Pooling != "mean" || !d.Normalize {
+		t.Errorf("derive = %+v; want precision fp16, pooling mean, normalize true", d)
+	}
+	// The defaults may be spelled out or left out.
+	for _, tc := range []struct{ from, to string }{
+		{"      precision: fp16\n", ""},
+		{"precision: fp16", "precision: fp32"},
+		{"      pooling: mean\n      normalize: true\n", ""},
+		{"      pooling: mean\n      normalize: true\n", "      pooling: none\n"},
+		{"      normalize: true\n", "      normalize: false\n"},
+	} {
+		doc := strings.Replace(derived, tc.from, tc.to, 1)
+		if doc == derived {
+			t.Fatalf("replacement %q not applied", tc.from)
+		}
+		if _, err := manifest.Parse([]byte(doc)); err != nil {
+			t.Errorf("%q -> %q: %v", tc.from, tc.to, err)
+		}
+	}
+
+	tests := []struct {
+		name, from, to, want string
+	}{
+		{"precision", "precision: fp16", "precision: int8", `model.onnx: derive precision "int8": want "fp32" or "fp16"`},
+		{"precision case", "precision: fp16", "precision: FP16", `derive precision "FP16"`},
+		{"pooling", "pooling: mean\n      normalize", "pooling: max\n      normalize", `model.onnx: derive pooling "max": want "none", "mean" or "cls"`},
+		{"pooling differs from model", "pooling: mean\n      normalize", "pooling: cls\n      normalize", `derive pooling "cls" differs from the model's pooling "mean"`},
+		{"normalize without pooling", "pooling: mean\n      normalize", "pooling: none\n      normalize", `derive normalize needs derive pooling "mean" or "cls"`},
+		{"normalize not bool", "      normalize: true\n", "      normalize: maybe\n", "maybe"},
+		{"unknown derive field", "      normalize: true\n", "      normalize: true\n      pool: mean\n", "field pool not found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := strings.Replace(derived, tc.from, tc.to, 1)
+			if doc == derived {
+				t.Fatalf("replacement %q not applied", tc.from)
+			}
+			_, err := manifest.Parse([]byte(doc))
+			if !errors.Is(err, manifest.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v; want ErrInvalid containing %q", err, tc.want)
+			}
+		})
+	}
+}

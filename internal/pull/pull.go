@@ -142,13 +142,14 @@ func (p *Puller) Pull(ctx context.Context, m *manifest.Model) error {
 func (p *Puller) fetch(ctx context.Context, dir string, f manifest.File) error {
 	dst := filepath.Join(dir, f.Name)
 	if f.Derive != nil {
-		p.opts.Logger.Info("deriving", "file", dst, "exporter", f.Derive.Exporter)
+		p.opts.Logger.Info("deriving", "file", dst, "exporter", f.Derive.Exporter,
+			"precision", f.Derive.Precision, "pooling", f.Derive.Pooling, "normalize", f.Derive.Normalize)
 		err := writeVerified(dst, filePin(f), func(w io.Writer) error {
 			cfg, err := bertonnx.ReadConfig(filepath.Join(dir, f.Derive.Config))
 			if err != nil {
 				return err
 			}
-			return bertonnx.Export(w, cfg, filepath.Join(dir, f.Derive.Weights))
+			return bertonnx.ExportWith(w, cfg, filepath.Join(dir, f.Derive.Weights), exportOptions(f.Derive))
 		})
 		return err
 	}
@@ -172,6 +173,16 @@ func (p *Puller) fetch(ctx context.Context, dir string, f manifest.File) error {
 		errs = append(errs, fmt.Errorf("source %d: %w", i, err))
 	}
 	return fmt.Errorf("%w: %w", ErrNoSource, errors.Join(errs...))
+}
+
+// exportOptions maps a manifest's derive step to the exporter's options; the
+// manifest and the exporter spell the values the same, and both validate them.
+func exportOptions(d *manifest.Derive) bertonnx.Options {
+	return bertonnx.Options{
+		Precision: bertonnx.Precision(d.Precision),
+		Pooling:   bertonnx.Pooling(d.Pooling),
+		Normalize: d.Normalize,
+	}
 }
 
 // pin is what a written file must hash to. A Size below zero is not checked;
