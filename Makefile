@@ -7,7 +7,7 @@ BIN := bin/embedd
 MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8
 PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
 
-.PHONY: all build setup run serve services services-stop test test-short vet bench golden proto fuzz clean
+.PHONY: all build setup setup-gpu build-cuda lint-docker run serve services services-stop test test-short vet bench golden proto fuzz clean
 
 all: build
 
@@ -18,6 +18,22 @@ build:
 setup: build
 	$(BIN) runtime pull
 	$(BIN) models pull $(MODELS)
+
+# Download and verify the GPU build of ONNX Runtime (CUDA 13 provider, about
+# 300 MB; cached). `make test` needs it, `make serve` does not.
+setup-gpu: build
+	$(BIN) runtime pull --gpu
+
+# Compile and vet everything with the `cuda` build tag (native CUDA code on
+# gorgonia.org/cu) against the pinned CUDA 12.9 headers and a libcuda link
+# stub; no GPU or CUDA toolkit needed. The binaries are not run: built with
+# the tag they start only where the NVIDIA driver is.
+build-cuda:
+	eval "$$(scripts/cuda-headers.sh)" && $(GO) build -tags cuda ./... && $(GO) vet -tags cuda ./...
+
+# Lint Dockerfile.cuda with hadolint (pinned; no Docker engine needed).
+lint-docker:
+	scripts/hadolint.sh Dockerfile.cuda
 
 # Set up, then embed a sentence with the default model.
 run: setup
@@ -47,7 +63,7 @@ services-stop:
 
 # The test command of the README and CI: real runtime, real models, real
 # Redis and Milvus. A test whose asset or server is missing fails.
-test: setup services vet
+test: setup setup-gpu services vet build-cuda
 	$(TEST_STORES) EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Pure-Go tests only (no downloads); tests that need assets are skipped.

@@ -1,5 +1,6 @@
-// Package testassets lets tests find the ONNX Runtime library and the model
-// files that `make setup` installs, and decides what a test does without them.
+// Package testassets lets tests find the ONNX Runtime libraries and the model
+// files that `make setup` and `make setup-gpu` install, and decides what a
+// test does without them.
 //
 // The cache directory is $EMBEDD_CACHE_DIR, else the user cache dir's
 // "embedd". When EMBEDD_REQUIRE_ASSETS=1 (set by `make test` and CI) a missing
@@ -53,6 +54,18 @@ func Runtime(t testing.TB) {
 	if err := accel.Init(lib); err != nil {
 		t.Fatalf("init onnx runtime: %v", err)
 	}
+}
+
+// GPURuntime returns the directory of the ONNX Runtime GPU build (CUDA
+// provider included) that `make setup-gpu` installs, after verifying its
+// libraries, or skips/fails the test. It does not load the runtime: a process
+// loads one (see accel.Init), and Runtime loads the CPU one.
+func GPURuntime(t testing.TB) string {
+	t.Helper()
+	if err := pull.VerifyGPURuntime(CacheDir()); err != nil {
+		missing(t, "onnx runtime gpu not installed; run `make setup-gpu`: %v", err)
+	}
+	return pull.GPURuntimeDir(CacheDir())
 }
 
 // Catalog returns the built-in manifests.
