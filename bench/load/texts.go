@@ -15,7 +15,8 @@ import (
 type textSet struct {
 	Name string
 	// Tokens is the target length in WordPiece tokens of a BERT-style
-	// tokenizer, [CLS] and [SEP] included; each text lands within ±25%.
+	// tokenizer, [CLS] and [SEP] included; each text lands within ±25%
+	// (and at most two tokens more: a last sentence has two words at least).
 	Tokens int
 }
 
@@ -24,6 +25,12 @@ var textSets = []textSet{
 	{Name: "short", Tokens: 8},
 	{Name: "medium", Tokens: 40},
 	{Name: "long", Tokens: 200},
+	// The GPU device check's sets (bench/gpu): ~16, ~64 and ~256 tokens.
+	// long256 texts land at 192-320 tokens and are truncated to the model's
+	// 256 by the server (-truncate).
+	{Name: "short16", Tokens: 16},
+	{Name: "medium64", Tokens: 64},
+	{Name: "long256", Tokens: 256},
 }
 
 func lookupTextSet(name string) (textSet, error) {

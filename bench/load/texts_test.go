@@ -43,7 +43,9 @@ func TestGenerateTextsLength(t *testing.T) {
 				// and per period, plus [CLS] and [SEP].
 				tokens := len(strings.Fields(s)) + strings.Count(s, ".") + 2
 				total += tokens
-				lo, hi := set.Tokens*3/4-1, set.Tokens*5/4+1
+				// A last sentence has at least two words and a period, so a
+				// text may pass its budget by up to two tokens.
+				lo, hi := set.Tokens*3/4-1, set.Tokens*5/4+2
 				if tokens < lo || tokens > hi {
 					t.Errorf("text %d %q: got %d tokens; want %d..%d", i, s, tokens, lo, hi)
 				}

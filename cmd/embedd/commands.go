@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"text/tabwriter"
 
@@ -68,13 +69,19 @@ func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	dims := fs.Int("dimensions", 0, "keep the first N dimensions and renormalize (0 = all)")
 	truncate := fs.Bool("truncate", true, "cut texts longer than the model's max_seq_len; false makes them an error")
 	noNorm := fs.Bool("no-normalize", false, "skip L2 normalization")
+	jsonl := fs.Bool("jsonl", false, `with TEXT "-": each stdin line is a JSON object {"text": ...} (texts may hold newlines)`)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	texts := fs.Args()
 	if len(texts) == 1 && texts[0] == "-" {
 		var err error
-		if texts, err = readLines(stdin); err != nil {
+		if *jsonl {
+			texts, err = readJSONL(stdin, "stdin")
+		} else {
+			texts, err = readLines(stdin)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -221,10 +228,18 @@ func cmdRuntimePull(ctx context.Context, args []string, stdout io.Writer, logger
 	var c common
 	fs := newFlagSet("runtime pull", "")
 	c.register(fs)
+	gpu := fs.Bool("gpu", false, "pull the ONNX Runtime GPU build (CUDA "+pull.GPURuntime.CUDA+" execution provider, onnxruntime-gpu "+pull.GPURuntime.Version+") instead of the CPU one")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	path, err := pull.New(pull.Options{Dir: c.cacheDir, Logger: logger}).PullRuntime(ctx, pull.DefaultRuntime)
+	p := pull.New(pull.Options{Dir: c.cacheDir, Logger: logger})
+	var path string
+	var err error
+	if *gpu {
+		path, err = p.PullGPURuntime(ctx)
+	} else {
+		path, err = p.PullRuntime(ctx, pull.DefaultRuntime)
+	}
 	if err != nil {
 		return err
 	}
@@ -240,12 +255,19 @@ func cmdVersion(args []string, stdout io.Writer, logger *slog.Logger) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "embedd (go %s %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	lib := c.runtimePath()
-	if err := accel.Init(lib); err != nil {
-		fmt.Fprintf(stdout, "onnx runtime: not loaded: %v\n", err)
-		return nil
+	gpuDir := pull.GPURuntimeDir(c.cacheDir)
+	if _, err := os.Stat(gpuDir); err != nil {
+		fmt.Fprintf(stdout, "onnx runtime gpu: not installed (run `embedd runtime pull --gpu`)\n")
+	} else if err := pull.VerifyGPURuntime(c.cacheDir); err != nil {
+		fmt.Fprintf(stdout, "onnx runtime gpu: %v\n", err)
+	} else if missing, err := pull.MissingCUDALibs(gpuDir); err != nil {
+		fmt.Fprintf(stdout, "onnx runtime gpu: %s (%v)\n", gpuDir, err)
+	} else if len(missing) > 0 {
+		fmt.Fprintf(stdout, "onnx runtime gpu: %s (CUDA %s provider; libraries not found: %v)\n", gpuDir, pull.GPURuntime.CUDA, missing)
+	} else {
+		fmt.Fprintf(stdout, "onnx runtime gpu: %s (CUDA %s provider; libraries found)\n", gpuDir, pull.GPURuntime.CUDA)
 	}
-	fmt.Fprintf(stdout, "onnx runtime: %s (%s)\n", accel.RuntimeVersion(), lib)
+	// Device discovery does not need ONNX Runtime: report it either way.
 	if gpus, err := accel.CUDADevices(); err != nil {
 		fmt.Fprintf(stdout, "cuda devices: %v\n", err)
 	} else {
@@ -253,21 +275,34 @@ func cmdVersion(args []string, stdout io.Writer, logger *slog.Logger) error {
 			fmt.Fprintf(stdout, "cuda:%d %s %d MiB cc %s\n", g.Ordinal, g.Name, g.MemoryBytes>>20, g.ComputeCapability)
 		}
 	}
+	lib := c.runtimePath()
+	if err := accel.Init(lib); err != nil {
+		fmt.Fprintf(stdout, "onnx runtime: not loaded: %v\n", err)
+		return nil
+	}
+	fmt.Fprintf(stdout, "onnx runtime: %s (%s)\n", accel.RuntimeVersion(), lib)
 	return nil
 }
 
 func cmdModelsExport(args []string, stdout io.Writer) error {
 	fs := newFlagSet("models export", "")
 	config := fs.String("config", "", "Hugging Face config.json of a BERT model (required)")
-	weights := fs.String("weights", "", "model.safetensors with the BERT weights, fp32 (required)")
+	weights := fs.String("weights", "", "model.safetensors with the BERT weights, F32, F16 or BF16 (required)")
 	out := fs.String("out", "", "where to write model.onnx (required; written atomically)")
+	precision := fs.String("precision", string(bertonnx.FP32), "fp32, or fp16: float16 weights and matmuls, float32 LayerNorm, softmax and pooling (for GPUs)")
+	pooling := fs.String("pooling", string(bertonnx.PoolNone), "none (output last_hidden_state), or mean or cls (output sentence_embedding)")
+	normalize := fs.Bool("normalize", false, "L2-normalize sentence_embedding and add the sentence_norm output (needs --pooling mean or cls)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *config == "" || *weights == "" || *out == "" {
 		return fmt.Errorf("%w: models export needs --config, --weights and --out", errUsage)
 	}
-	if err := bertonnx.ExportFile(*out, *config, *weights); err != nil {
+	opts := bertonnx.Options{Precision: bertonnx.Precision(*precision), Pooling: bertonnx.Pooling(*pooling), Normalize: *normalize}
+	if err := opts.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if err := bertonnx.ExportFileWith(*out, *config, *weights, opts); err != nil {
 		return err
 	}
 	sum, err := pull.FileSHA256(*out)

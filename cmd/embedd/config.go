@@ -126,6 +126,16 @@ type common struct {
 	provider  string
 	threads   int
 	noSpin    bool
+	cuda      cudaFlags
+}
+
+// cudaFlags are the CUDA execution provider's settings.
+type cudaFlags struct {
+	device         int
+	memLimitMiB    int64
+	convAlgoSearch string
+	tf32           bool
+	ioBinding      bool
 }
 
 func defaultCacheDir() string {
@@ -138,9 +148,14 @@ func defaultCacheDir() string {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", os.Getenv("EMBEDD_CONFIG"), "YAML file of settings (keys are flag names) (env EMBEDD_CONFIG)")
 	fs.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "cache directory for models and the runtime")
-	fs.StringVar(&c.ortLib, "ort-lib", "", "path of libonnxruntime.so (default: the one `embedd runtime pull` installs, verified)")
+	fs.StringVar(&c.ortLib, "ort-lib", "", "path of libonnxruntime.so, not verified (default: the one `embedd runtime pull` installs, or with --provider cuda|auto the GPU build `embedd runtime pull --gpu` installs, verified)")
 	fs.StringVar(&c.modelsDir, "models-dir", "", "directory of extra model manifests <dir>/<name>/manifest.yaml")
-	fs.StringVar(&c.provider, "provider", string(accel.ProviderCPU), "execution provider: cpu, or cuda (falls back to cpu, logging why)")
+	fs.StringVar(&c.provider, "provider", string(accel.ProviderCPU), "execution provider: cpu; cuda (falls back to cpu, warning why); auto (cuda when available)")
+	fs.IntVar(&c.cuda.device, "cuda-device", 0, "CUDA device ordinal")
+	fs.Int64Var(&c.cuda.memLimitMiB, "cuda-mem-limit", 0, "CUDA memory arena limit in MiB per model, 0 = none; a batch that does not fit is split")
+	fs.StringVar(&c.cuda.convAlgoSearch, "cuda-conv-algo-search", "DEFAULT", "cuDNN convolution algorithm search: DEFAULT (off), HEURISTIC or EXHAUSTIVE")
+	fs.BoolVar(&c.cuda.tf32, "cuda-tf32", false, "let fp32 matmuls use TF32 tensor cores (faster, less exact)")
+	fs.BoolVar(&c.cuda.ioBinding, "cuda-io-binding", false, "run models through an ONNX Runtime IoBinding")
 	fs.IntVar(&c.threads, "threads", 0, "ONNX Runtime intra-op threads per model run, 0 = one per core")
 	fs.BoolVar(&c.noSpin, "ort-no-spin", false, "stop ONNX Runtime threads from busy-waiting between runs")
 }
@@ -175,6 +190,46 @@ func (c *common) runtimePath() string {
 	return pull.RuntimePath(c.cacheDir, pull.DefaultRuntime)
 }
 
+// selectRuntime chooses the ONNX Runtime library to load for provider p and
+// verifies it: --ort-lib if set (not verified); for cuda and auto, the GPU
+// build if it is installed and intact; otherwise the CPU build. When CUDA is
+// wanted but cannot be tried, the second result says why.
+func (c *common) selectRuntime(p accel.Provider) (lib, cudaUnavailable string, err error) {
+	if c.ortLib != "" {
+		return c.ortLib, "", nil
+	}
+	if p == accel.ProviderCUDA || p == accel.ProviderAuto {
+		gpuErr := pull.VerifyGPURuntime(c.cacheDir)
+		if gpuErr == nil {
+			return pull.GPURuntimePath(c.cacheDir), "", nil
+		}
+		cudaUnavailable = "GPU build of ONNX Runtime not usable: " + gpuErr.Error()
+	}
+	lib = pull.RuntimePath(c.cacheDir, pull.DefaultRuntime)
+	if err := pull.VerifyRuntime(lib, pull.DefaultRuntime); err != nil {
+		return "", "", err
+	}
+	return lib, cudaUnavailable, nil
+}
+
+// accelOptions maps the shared flags to encoder options.
+func (c *common) accelOptions(p accel.Provider, cudaUnavailable string, logger *slog.Logger) accel.Options {
+	return accel.Options{
+		Provider:       p,
+		IntraOpThreads: c.threads,
+		NoSpin:         c.noSpin,
+		Logger:         logger,
+		CUDA: accel.CUDAOptions{
+			DeviceID:       c.cuda.device,
+			MemLimit:       c.cuda.memLimitMiB << 20,
+			ConvAlgoSearch: c.cuda.convAlgoSearch,
+			TF32:           c.cuda.tf32,
+			IOBinding:      c.cuda.ioBinding,
+			Unavailable:    cudaUnavailable,
+		},
+	}
+}
+
 // engineOptions loads the runtime and returns engine options over the
 // shared settings.
 func (c *common) engineOptions(logger *slog.Logger) (*manifest.Catalog, engine.Options, error) {
@@ -183,21 +238,24 @@ func (c *common) engineOptions(logger *slog.Logger) (*manifest.Catalog, engine.O
 	if err != nil {
 		return nil, opts, err
 	}
-	lib := c.runtimePath()
-	if c.ortLib == "" {
-		if err := pull.VerifyRuntime(lib, pull.DefaultRuntime); err != nil {
-			return nil, opts, err
-		}
+	p, err := accel.ParseProvider(c.provider)
+	if err != nil {
+		return nil, opts, fmt.Errorf("%w: --provider: %v", errUsage, err)
+	}
+	if c.cuda.memLimitMiB < 0 || c.cuda.device < 0 {
+		return nil, opts, fmt.Errorf("%w: --cuda-mem-limit %d and --cuda-device %d must be >= 0", errUsage, c.cuda.memLimitMiB, c.cuda.device)
+	}
+	lib, unavailable, err := c.selectRuntime(p)
+	if err != nil {
+		return nil, opts, err
 	}
 	if err := accel.Init(lib); err != nil {
 		return nil, opts, err
 	}
+	logger.Debug("onnx runtime loaded", "lib", lib, "version", accel.RuntimeVersion())
 	opts.CacheDir = c.cacheDir
 	opts.Logger = logger
-	opts.Accel.Provider = accel.Provider(c.provider)
-	opts.Accel.IntraOpThreads = c.threads
-	opts.Accel.NoSpin = c.noSpin
-	opts.Accel.Logger = logger
+	opts.Accel = c.accelOptions(p, unavailable, logger)
 	return cat, opts, nil
 }
 

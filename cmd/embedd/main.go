@@ -8,7 +8,9 @@
 //	embedd models pull NAME...          download and verify model files
 //	embedd models verify NAME...        check model files against their sha256
 //	embedd models export ...            build an ONNX BERT encoder from safetensors
-//	embedd runtime pull                 download and verify the ONNX Runtime library
+//	embedd runtime pull [--gpu]         download and verify the ONNX Runtime library
+//	embedd bench [flags] TEXTS.jsonl... measure the engine in process
+//	embedd health [--addr]              check a running server (gRPC health)
 //	embedd version                      print versions
 //
 // Every flag can also be set by an environment variable EMBEDD_<FLAG> or a
@@ -50,7 +52,9 @@ Commands:
   models pull NAME...       download and verify model files
   models verify NAME...     check model files against their sha256
   models export [flags]     build an ONNX BERT encoder from config.json + safetensors
-  runtime pull              download and verify the ONNX Runtime library
+  runtime pull [--gpu]      download and verify the ONNX Runtime library (--gpu: the CUDA 13 build)
+  bench [flags] TEXTS.jsonl measure the engine in process (throughput, p50/p99 per batch size)
+  health [--addr ADDR]      check a running server with gRPC health (exit 0 when SERVING)
   features list             list the feature registry (--features-dir DIR for your own)
   features describe NAME    describe a feature (NAME or NAME@VERSION)
   features lock             print the registry's lock file (fingerprint per version)
@@ -89,6 +93,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdRuntimePull(ctx, rest[1:], stdout, logger)
 	case "features":
 		return cmdFeatures(rest, stdout)
+	case "bench":
+		return cmdBench(ctx, rest, stdout, logger)
+	case "health":
+		return cmdHealth(ctx, rest, stdout)
 	case "version":
 		return cmdVersion(rest, stdout, logger)
 	case "help", "-h", "--help":

@@ -60,11 +60,11 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	fs.StringVar(&c.defaultModel, "model", "all-minilm-l6-v2", "default model for requests that name none")
 	fs.StringVar(&c.preload, "preload", "", "comma-separated models to load at start besides the default")
-	fs.IntVar(&c.maxBatchSize, "max-batch-size", b.MaxBatchSize, "most texts per model run; 1 disables batching")
-	fs.IntVar(&c.maxBatchTokens, "max-batch-tokens", b.MaxBatchTokens, "most padded tokens (rows x longest) per model run")
+	fs.IntVar(&c.maxBatchSize, "max-batch-size", b.MaxBatchSize, "most texts per model run; 1 disables batching; 0 = device default (CPU 32, CUDA 256)")
+	fs.IntVar(&c.maxBatchTokens, "max-batch-tokens", b.MaxBatchTokens, "most padded tokens (rows x longest) per model run; 0 = device default (CPU 8192, CUDA 65536)")
 	fs.DurationVar(&c.maxQueueDelay, "max-queue-delay", b.MaxQueueDelay, "longest a text waits for its batch to fill, from the batch's first text")
 	fs.IntVar(&c.queueSize, "queue-size", b.QueueSize, "texts waiting per model before RESOURCE_EXHAUSTED")
-	fs.IntVar(&c.workers, "workers", b.Workers, "model runs in parallel per model")
+	fs.IntVar(&c.workers, "workers", b.Workers, "model runs in parallel per model; 0 = device default (CPU 1, CUDA 2)")
 	fs.IntVar(&c.maxClientBatch, "max-client-batch", s.MaxClientBatch, "most texts in one request")
 	fs.IntVar(&c.maxTextBytes, "max-text-bytes", e.MaxTextBytes, "longest text in bytes")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", server.MaxMessageBytes, "largest request message in bytes")
@@ -104,6 +104,10 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		QueueSize: c.queueSize, Workers: c.workers,
 	}
 	eopts.Observer = func(model, backend string) batch.Observer { return m.ForModel(model, backend) }
+	eopts.OnLoad = func(lm *engine.Model) {
+		d := lm.Device()
+		m.ModelLoaded(lm.Manifest().Name, lm.Backend(), string(d.Requested), d.Fallback != "")
+	}
 	eng := engine.New(cat, eopts)
 	engineDone := false
 	defer func() {

@@ -123,7 +123,8 @@ func TestSettingsPrecedence(t *testing.T) {
 		{"env beats file", c.workers, 5},
 		{"file beats default", c.maxBatchSize, 7},
 		{"list in file", c.preload, "a,b"},
-		{"default", c.maxBatchTokens, 8192},
+		{"default (0: the device's own)", c.maxBatchTokens, 0},
+		{"default provider", c.provider, "cpu"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %v; want %v", tc.name, tc.got, tc.want)

@@ -1,12 +1,30 @@
 // Package accel owns the execution backends that run encoder models: ONNX
-// Runtime on the CPU (always available), ONNX Runtime with the CUDA execution
-// provider (tried when asked), and native CUDA code behind the `cuda` build tag.
+// Runtime on the CPU (always available) and ONNX Runtime with the CUDA
+// execution provider (tried when asked). The ONNX Runtime library is loaded
+// at run time (Init): the CPU build, or the GPU build that
+// `embedd runtime pull --gpu` installs, whose libonnxruntime.so runs the CPU
+// provider too.
 //
-// The engine hands a padded, tokenized Batch to an Encoder and gets the last
-// hidden states back; it does not care which device ran them. The choice of
-// device happens once, when an Encoder is created: if CUDA is asked for and
-// cannot be used, the Encoder runs on the CPU and Device().Fallback says why
-// (and the reason is logged).
+// The engine hands a padded, tokenized Batch to an Encoder and gets one
+// pooled sentence vector per row back, L2-normalized, with the norm of the
+// pooled vector before normalization; it does not care which device ran
+// them or where the pooling happened. A model whose graph pools (and
+// normalizes) itself sends only [batch, hidden] values across the bus; for a
+// graph whose output is the last hidden state, the Encoder pools in Go.
+//
+// The choice of device happens once, when an Encoder is created: if CUDA is
+// asked for and cannot be used, the Encoder runs on the CPU and
+// Device().Fallback says why (the reason names the missing library or the
+// CUDA error, and is logged). ProviderAuto uses CUDA when it can and the CPU
+// otherwise, without a warning.
+//
+// Invariants:
+//   - Encode writes exactly b.Size vectors and norms, or returns an error and
+//     leaves their contents unspecified.
+//   - An allocation failure of the device (CUDA or CPU arena) is reported as
+//     an error matching ErrOutOfMemory, so the caller can split the batch and
+//     retry; Encode itself never retries.
+//   - A zero pooled vector stays zero, with norm 0.
 //
 // Concurrency: an Encoder is safe for concurrent Encode calls (ONNX Runtime
 // sessions are). The ONNX Runtime environment is process-wide; Init
@@ -30,9 +48,25 @@ const (
 	// ProviderCPU runs on the CPU with ONNX Runtime's default provider.
 	ProviderCPU Provider = "cpu"
 	// ProviderCUDA asks for ONNX Runtime's CUDA execution provider and falls
-	// back to the CPU, with the reason logged, when it is not available.
+	// back to the CPU, with the reason logged as a warning, when it is not
+	// available.
 	ProviderCUDA Provider = "cuda"
+	// ProviderAuto uses CUDA when it is available and the CPU otherwise; the
+	// reason CUDA is not used is reported in Device().Fallback but not
+	// logged as a warning.
+	ProviderAuto Provider = "auto"
 )
+
+// ParseProvider checks a provider name from a flag or a config file.
+func ParseProvider(s string) (Provider, error) {
+	switch p := Provider(s); p {
+	case ProviderCPU, ProviderCUDA, ProviderAuto:
+		return p, nil
+	case "":
+		return ProviderCPU, nil
+	}
+	return "", fmt.Errorf("%w %q (want %q, %q or %q)", ErrUnknownProvider, s, ProviderCPU, ProviderCUDA, ProviderAuto)
+}
 
 // Errors of this package.
 var (
@@ -45,6 +79,9 @@ var (
 	ErrBadBatch = errors.New("accel: malformed batch")
 	// ErrUnknownProvider reports a Provider value this package does not know.
 	ErrUnknownProvider = errors.New("accel: unknown provider")
+	// ErrOutOfMemory reports a run that failed because the device could not
+	// allocate memory for it; a smaller batch may succeed.
+	ErrOutOfMemory = errors.New("accel: out of memory")
 )
 
 var (
@@ -107,23 +144,38 @@ func (b Batch) validate() error {
 
 // Device describes where an Encoder runs.
 type Device struct {
-	// Provider is the provider actually in use.
+	// Provider is the provider actually in use: ProviderCPU or ProviderCUDA.
 	Provider Provider
+	// Ordinal is the CUDA device id when Provider is ProviderCUDA.
+	Ordinal int
 	// Requested is the provider that was asked for.
 	Requested Provider
-	// Fallback is empty when Requested is in use; otherwise it says why not.
+	// Fallback is empty when the requested device is in use; otherwise it
+	// says why not (for ProviderAuto: why CUDA is not used).
 	Fallback string
 }
 
 // String is a short label for logs and metrics ("cpu", "cuda:0", ...).
-func (d Device) String() string { return string(d.Provider) }
+func (d Device) String() string {
+	if d.Provider == ProviderCUDA {
+		return fmt.Sprintf("cuda:%d", d.Ordinal)
+	}
+	return string(d.Provider)
+}
+
+// GPU reports whether the encoder runs on a GPU.
+func (d Device) GPU() bool { return d.Provider == ProviderCUDA }
 
 // Encoder runs an encoder model on batches.
 type Encoder interface {
-	// Encode runs the model on b and writes the last hidden states, row-major
-	// [b.Size, b.SeqLen, Hidden()], into out, which must hold at least that
-	// many values. It returns early with ctx's error if ctx ends mid-run.
-	Encode(ctx context.Context, b Batch, out []float32) error
+	// Encode runs the model on b and writes, for each row i, the row's pooled
+	// sentence vector, L2-normalized, into vecs[i*Hidden() : (i+1)*Hidden()]
+	// and the L2 norm of the pooled vector before normalization into
+	// norms[i] (so vecs*norms is the raw pooled vector). vecs must hold at
+	// least b.Size*Hidden() values and norms b.Size. It returns early with
+	// ctx's error if ctx ends mid-run, and an error matching ErrOutOfMemory
+	// when the device ran out of memory.
+	Encode(ctx context.Context, b Batch, vecs, norms []float32) error
 	// Hidden is the width of the hidden states.
 	Hidden() int
 	// Device reports where the model runs.
@@ -132,24 +184,68 @@ type Encoder interface {
 	Close() error
 }
 
+// Pooling is how an Encoder turns token states into one vector when the
+// graph does not pool itself.
+type Pooling string
+
+const (
+	// PoolMean averages the token states over the attention mask.
+	PoolMean Pooling = "mean"
+	// PoolCLS takes the state of the first token.
+	PoolCLS Pooling = "cls"
+)
+
 // ModelSpec says which ONNX file to load and how its graph is named.
 type ModelSpec struct {
 	// Path of the .onnx file.
 	Path string
 	// Input names; TokenTypeIDs may be empty for graphs without that input.
 	InputIDs, AttentionMask, TokenTypeIDs string
-	// Output is the name of the [batch, seq, hidden] output.
+	// Output is the name of the [batch, seq, hidden] token-state output, or,
+	// when Pooled, of the [batch, hidden] pooled output.
 	Output string
+	// Pooled says the graph pools: Output is one vector per row.
+	Pooled bool
+	// NormOutput, for a pooled graph that L2-normalizes, names its
+	// [batch, 1] output holding each pooled vector's norm before
+	// normalization. Empty: Output holds raw pooled vectors.
+	NormOutput string
+	// Pooling applies to token-state outputs (Pooled false). Default mean.
+	Pooling Pooling
 	// Hidden is the width of Output's last axis.
 	Hidden int
+}
+
+// CUDAOptions configures ONNX Runtime's CUDA execution provider.
+type CUDAOptions struct {
+	// DeviceID is the CUDA device ordinal. Default 0.
+	DeviceID int
+	// MemLimit bounds the provider's memory arena, in bytes (gpu_mem_limit);
+	// a batch that does not fit fails with ErrOutOfMemory. 0: no limit.
+	MemLimit int64
+	// ConvAlgoSearch is cuDNN's convolution algorithm search:
+	// "DEFAULT" (off: no search), "HEURISTIC" or "EXHAUSTIVE". Default
+	// "DEFAULT"; BERT encoders have no convolutions, so a search would only
+	// cost start-up time.
+	ConvAlgoSearch string
+	// TF32 lets fp32 matmuls use TF32 tensor cores (use_tf32): faster, with
+	// a 10-bit mantissa. Default false, so an fp32 model on a GPU matches
+	// the CPU; the fp16 models are the fast path.
+	TF32 bool
+	// IOBinding runs through an ONNX Runtime IoBinding instead of Run.
+	IOBinding bool
+	// Unavailable, when not empty, says why the CUDA provider cannot be used
+	// (for example: the GPU build of ONNX Runtime is not installed); CUDA is
+	// then not tried and this is the fallback reason.
+	Unavailable string
 }
 
 // Options configures an Encoder.
 type Options struct {
 	// Provider to ask for. Default (""): ProviderCPU.
 	Provider Provider
-	// DeviceID is the CUDA device ordinal. Default 0.
-	DeviceID int
+	// CUDA configures the CUDA provider when Provider is cuda or auto.
+	CUDA CUDAOptions
 	// IntraOpThreads bounds the threads one Encode call uses. 0 lets ONNX
 	// Runtime choose (one per physical core); negative is an error.
 	IntraOpThreads int

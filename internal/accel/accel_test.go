@@ -51,8 +51,8 @@ func TestCUDAFallback(t *testing.T) {
 		t.Errorf("Provider = %q", d.Provider)
 	}
 	b := accel.Batch{Size: 1, SeqLen: 3, IDs: []int64{101, 7592, 102}, Mask: []int64{1, 1, 1}, TypeIDs: []int64{0, 0, 0}}
-	out := make([]float32, 3*384)
-	if err := enc.Encode(context.Background(), b, out); err != nil {
+	vecs, norms := make([]float32, 384), make([]float32, 1)
+	if err := enc.Encode(context.Background(), b, vecs, norms); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -71,19 +71,19 @@ func TestEncodeErrors(t *testing.T) {
 		b    accel.Batch
 		out  int
 	}{
-		{"short ids", accel.Batch{Size: 2, SeqLen: 2, IDs: []int64{1}, Mask: []int64{1, 1, 1, 1}, TypeIDs: []int64{0, 0, 0, 0}}, 4 * 384},
+		{"short ids", accel.Batch{Size: 2, SeqLen: 2, IDs: []int64{1}, Mask: []int64{1, 1, 1, 1}, TypeIDs: []int64{0, 0, 0, 0}}, 2 * 384},
 		{"empty", accel.Batch{}, 0},
 		{"small output", ok, 10},
-		{"missing types", accel.Batch{Size: 1, SeqLen: 2, IDs: []int64{101, 102}, Mask: []int64{1, 1}}, 2 * 384},
+		{"missing types", accel.Batch{Size: 1, SeqLen: 2, IDs: []int64{101, 102}, Mask: []int64{1, 1}}, 384},
 	}
 	for _, tc := range tests {
-		if err := enc.Encode(ctx, tc.b, make([]float32, tc.out)); !errors.Is(err, accel.ErrBadBatch) {
+		if err := enc.Encode(ctx, tc.b, make([]float32, tc.out), make([]float32, max(tc.b.Size, 1))); !errors.Is(err, accel.ErrBadBatch) {
 			t.Errorf("%s: got %v; want ErrBadBatch", tc.name, err)
 		}
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := enc.Encode(cctx, ok, make([]float32, 2*384)); !errors.Is(err, context.Canceled) {
+	if err := enc.Encode(cctx, ok, make([]float32, 384), make([]float32, 1)); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: got %v; want context.Canceled", err)
 	}
 	if _, err := accel.NewEncoder(spec(t), accel.Options{Provider: "tpu"}); !errors.Is(err, accel.ErrUnknownProvider) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -15,6 +17,8 @@ type ortEncoder struct {
 	spec     ModelSpec
 	device   Device
 	hasTypes bool
+	binding  bool
+	scratch  sync.Pool // *[]float32: token states of a token-output graph
 }
 
 var _ Encoder = (*ortEncoder)(nil)
@@ -35,38 +39,97 @@ func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
 	if opts.IntraOpThreads < 0 || opts.InterOpThreads < 0 {
 		return nil, fmt.Errorf("accel: thread counts must be >= 0; got intra %d, inter %d", opts.IntraOpThreads, opts.InterOpThreads)
 	}
-	if spec.Hidden < 1 {
-		return nil, fmt.Errorf("accel: model %s: hidden size %d must be positive", spec.Path, spec.Hidden)
+	if err := spec.validate(); err != nil {
+		return nil, err
 	}
-	dev := Device{Provider: opts.Provider, Requested: opts.Provider}
+	if err := opts.CUDA.validate(); err != nil {
+		return nil, err
+	}
+	dev := Device{Provider: ProviderCPU, Requested: opts.Provider}
 	so, err := newSessionOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	defer so.Destroy()
+	defer func() { so.Destroy() }()
 	switch opts.Provider {
 	case ProviderCPU:
-	case ProviderCUDA:
-		if reason := appendCUDA(so, opts.DeviceID); reason != "" {
+	case ProviderCUDA, ProviderAuto:
+		reason := opts.CUDA.Unavailable
+		if reason == "" {
+			reason = appendCUDA(so, opts.CUDA)
+		}
+		if reason == "" {
+			dev.Provider, dev.Ordinal = ProviderCUDA, opts.CUDA.DeviceID
+			break
+		}
+		dev.Fallback = reason
+		if opts.Provider == ProviderCUDA {
 			opts.Logger.Warn("CUDA unavailable, running on CPU", "model", spec.Path, "reason", reason)
-			dev.Provider, dev.Fallback = ProviderCPU, reason
-			so.Destroy()
-			if so, err = newSessionOptions(opts); err != nil {
-				return nil, err
-			}
+		} else {
+			opts.Logger.Info("CUDA not used, running on CPU", "model", spec.Path, "reason", reason)
+		}
+		so.Destroy()
+		if so, err = newSessionOptions(opts); err != nil {
+			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%w %q (want %q or %q)", ErrUnknownProvider, opts.Provider, ProviderCPU, ProviderCUDA)
+		return nil, fmt.Errorf("%w %q (want %q, %q or %q)", ErrUnknownProvider, opts.Provider, ProviderCPU, ProviderCUDA, ProviderAuto)
 	}
 	inputs := []string{spec.InputIDs, spec.AttentionMask}
 	if spec.TokenTypeIDs != "" {
 		inputs = append(inputs, spec.TokenTypeIDs)
 	}
-	sess, err := ort.NewDynamicAdvancedSession(spec.Path, inputs, []string{spec.Output}, so)
+	outputs := []string{spec.Output}
+	if spec.NormOutput != "" {
+		outputs = append(outputs, spec.NormOutput)
+	}
+	sess, err := ort.NewDynamicAdvancedSession(spec.Path, inputs, outputs, so)
+	if err != nil && dev.Provider == ProviderCUDA {
+		// The provider attached but the session could not be placed on
+		// the device (no device, driver too old, out of memory at load).
+		reason := "cuda session: " + oneLine(err.Error())
+		opts.Logger.Warn("CUDA session failed, running on CPU", "model", spec.Path, "reason", reason)
+		dev = Device{Provider: ProviderCPU, Requested: opts.Provider, Fallback: reason}
+		so.Destroy()
+		if so, err = newSessionOptions(opts); err != nil {
+			return nil, err
+		}
+		sess, err = ort.NewDynamicAdvancedSession(spec.Path, inputs, outputs, so)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("accel: load model %s: %w", spec.Path, err)
 	}
-	return &ortEncoder{sess: sess, spec: spec, device: dev, hasTypes: spec.TokenTypeIDs != ""}, nil
+	return &ortEncoder{
+		sess: sess, spec: spec, device: dev, hasTypes: spec.TokenTypeIDs != "",
+		binding: opts.CUDA.IOBinding && dev.Provider == ProviderCUDA,
+	}, nil
+}
+
+func (s ModelSpec) validate() error {
+	if s.Hidden < 1 {
+		return fmt.Errorf("accel: model %s: hidden size %d must be positive", s.Path, s.Hidden)
+	}
+	if s.NormOutput != "" && !s.Pooled {
+		return fmt.Errorf("accel: model %s: a norm output (%s) needs a pooled graph", s.Path, s.NormOutput)
+	}
+	switch s.Pooling {
+	case "", PoolMean, PoolCLS:
+	default:
+		return fmt.Errorf("accel: model %s: pooling %q (want %q or %q)", s.Path, s.Pooling, PoolMean, PoolCLS)
+	}
+	return nil
+}
+
+func (c CUDAOptions) validate() error {
+	switch c.ConvAlgoSearch {
+	case "", "DEFAULT", "HEURISTIC", "EXHAUSTIVE":
+	default:
+		return fmt.Errorf("accel: cuda conv algo search %q (want DEFAULT, HEURISTIC or EXHAUSTIVE)", c.ConvAlgoSearch)
+	}
+	if c.DeviceID < 0 || c.MemLimit < 0 {
+		return fmt.Errorf("accel: cuda device id %d and memory limit %d must be >= 0", c.DeviceID, c.MemLimit)
+	}
+	return nil
 }
 
 func newSessionOptions(opts Options) (*ort.SessionOptions, error) {
@@ -94,28 +157,55 @@ func newSessionOptions(opts Options) (*ort.SessionOptions, error) {
 	return so, nil
 }
 
+// cudaProviderOptions maps c to the CUDA provider's option names.
+func cudaProviderOptions(c CUDAOptions) map[string]string {
+	search := c.ConvAlgoSearch
+	if search == "" {
+		search = "DEFAULT"
+	}
+	m := map[string]string{
+		"device_id":              fmt.Sprint(c.DeviceID),
+		"cudnn_conv_algo_search": search,
+		"use_tf32":               "0",
+		// Grow the arena by what a request needs, not by powers of two, so
+		// that a memory limit is met as closely as possible.
+		"arena_extend_strategy": "kSameAsRequested",
+	}
+	if c.TF32 {
+		m["use_tf32"] = "1"
+	}
+	if c.MemLimit > 0 {
+		m["gpu_mem_limit"] = fmt.Sprint(c.MemLimit)
+	}
+	return m
+}
+
 // appendCUDA attaches the CUDA provider; it returns "" on success or the
-// reason it could not.
-func appendCUDA(so *ort.SessionOptions, deviceID int) string {
+// reason it could not (ONNX Runtime's message names a library that did not
+// load, such as libcublasLt.so.13).
+func appendCUDA(so *ort.SessionOptions, c CUDAOptions) string {
 	cu, err := ort.NewCUDAProviderOptions()
 	if err != nil {
-		return fmt.Sprintf("cuda provider options: %v", err)
+		return "cuda provider options: " + oneLine(err.Error())
 	}
 	defer cu.Destroy()
-	if err := cu.Update(map[string]string{"device_id": fmt.Sprint(deviceID)}); err != nil {
-		return fmt.Sprintf("cuda provider options: %v", err)
+	if err := cu.Update(cudaProviderOptions(c)); err != nil {
+		return "cuda provider options: " + oneLine(err.Error())
 	}
 	if err := so.AppendExecutionProviderCUDA(cu); err != nil {
-		return fmt.Sprintf("append cuda provider: %v", err)
+		return "append cuda provider: " + oneLine(err.Error())
 	}
 	return ""
 }
+
+// oneLine folds a multi-line runtime message into one log-friendly line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func (e *ortEncoder) Hidden() int    { return e.spec.Hidden }
 func (e *ortEncoder) Device() Device { return e.device }
 func (e *ortEncoder) Close() error   { return e.sess.Destroy() }
 
-func (e *ortEncoder) Encode(ctx context.Context, b Batch, out []float32) (err error) {
+func (e *ortEncoder) Encode(ctx context.Context, b Batch, vecs, norms []float32) (err error) {
 	if err := b.validate(); err != nil {
 		return err
 	}
@@ -124,9 +214,9 @@ func (e *ortEncoder) Encode(ctx context.Context, b Batch, out []float32) (err er
 	} else if b.TypeIDs == nil {
 		return fmt.Errorf("%w: model %s needs token type ids", ErrBadBatch, e.spec.Path)
 	}
-	n := b.Size * b.SeqLen
-	if len(out) < n*e.spec.Hidden {
-		return fmt.Errorf("%w: output buffer holds %d values; need %d", ErrBadBatch, len(out), n*e.spec.Hidden)
+	n, hid := b.Size*b.SeqLen, e.spec.Hidden
+	if len(vecs) < b.Size*hid || len(norms) < b.Size {
+		return fmt.Errorf("%w: output buffers hold %d values and %d norms; need %d and %d", ErrBadBatch, len(vecs), len(norms), b.Size*hid, b.Size)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -148,26 +238,138 @@ func (e *ortEncoder) Encode(ctx context.Context, b Batch, out []float32) (err er
 		}
 		values = append(values, t)
 	}
-	outT, err := ort.NewTensor(ort.NewShape(int64(b.Size), int64(b.SeqLen), int64(e.spec.Hidden)), out[:n*e.spec.Hidden])
+	inputs := values
+
+	var states []float32 // token states of a graph that does not pool
+	if e.spec.Pooled {
+		states = vecs[:b.Size*hid]
+	} else {
+		buf, _ := e.scratch.Get().(*[]float32)
+		if buf == nil {
+			buf = new([]float32)
+		}
+		defer e.scratch.Put(buf)
+		*buf = grow(*buf, n*hid)
+		states = *buf
+	}
+	outShape := ort.NewShape(int64(b.Size), int64(hid))
+	if !e.spec.Pooled {
+		outShape = ort.NewShape(int64(b.Size), int64(b.SeqLen), int64(hid))
+	}
+	outT, err := ort.NewTensor(outShape, states)
 	if err != nil {
 		return fmt.Errorf("accel: output tensor: %w", err)
 	}
-	inputs := values
 	values = append(values, outT)
-
-	ro, err := ort.NewRunOptions()
-	if err != nil {
-		return fmt.Errorf("accel: run options: %w", err)
-	}
-	defer ro.Destroy()
-	// Ask ONNX Runtime to stop between kernels if ctx ends mid-run.
-	stop := context.AfterFunc(ctx, func() { _ = ro.Terminate() })
-	defer stop()
-	if err := e.sess.RunWithOptions(inputs, []ort.Value{outT}, ro); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
+	outputs := []ort.Value{outT}
+	if e.spec.NormOutput != "" {
+		normT, err := ort.NewTensor(ort.NewShape(int64(b.Size), 1), norms[:b.Size])
+		if err != nil {
+			return fmt.Errorf("accel: output tensor: %w", err)
 		}
-		return fmt.Errorf("accel: run %s: %w", e.spec.Path, err)
+		values = append(values, normT)
+		outputs = append(outputs, normT)
+	}
+	if err := e.run(ctx, inputs, outputs); err != nil {
+		return err
+	}
+	switch {
+	case !e.spec.Pooled:
+		for i := range b.Size {
+			valid := 0
+			for _, m := range b.Mask[i*b.SeqLen : (i+1)*b.SeqLen] {
+				if m != 0 {
+					valid++
+				}
+			}
+			pool(e.spec.Pooling, states[i*b.SeqLen*hid:(i+1)*b.SeqLen*hid], valid, hid, vecs[i*hid:(i+1)*hid])
+		}
+		normalizeRows(vecs[:b.Size*hid], norms[:b.Size], hid)
+	case e.spec.NormOutput == "":
+		normalizeRows(vecs[:b.Size*hid], norms[:b.Size], hid)
+	default:
+		// The graph divides by max(norm, 1e-12); a row below that floor is
+		// kept raw, as normalizeRows keeps it.
+		for i, nv := range norms[:b.Size] {
+			if nv < 1e-12 {
+				for k := range vecs[i*hid : (i+1)*hid] {
+					vecs[i*hid+k] *= 1e-12
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// run runs the session, through an IoBinding when asked, and classifies
+// failures.
+func (e *ortEncoder) run(ctx context.Context, inputs, outputs []ort.Value) error {
+	var err error
+	if e.binding {
+		err = e.runBinding(inputs, outputs)
+	} else {
+		var ro *ort.RunOptions
+		if ro, err = ort.NewRunOptions(); err != nil {
+			return fmt.Errorf("accel: run options: %w", err)
+		}
+		defer ro.Destroy()
+		// Ask ONNX Runtime to stop between kernels if ctx ends mid-run.
+		stop := context.AfterFunc(ctx, func() { _ = ro.Terminate() })
+		defer stop()
+		err = e.sess.RunWithOptions(inputs, outputs, ro)
+	}
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if isOutOfMemory(err.Error()) {
+		return fmt.Errorf("%w: run %s on %s: %s", ErrOutOfMemory, e.spec.Path, e.device, oneLine(err.Error()))
+	}
+	return fmt.Errorf("accel: run %s: %w", e.spec.Path, err)
+}
+
+func (e *ortEncoder) runBinding(inputs, outputs []ort.Value) error {
+	io, err := e.sess.CreateIoBinding()
+	if err != nil {
+		return fmt.Errorf("accel: io binding: %w", err)
+	}
+	defer io.Destroy()
+	names := []string{e.spec.InputIDs, e.spec.AttentionMask, e.spec.TokenTypeIDs}
+	for i, v := range inputs {
+		if err := io.BindInput(names[i], v); err != nil {
+			return fmt.Errorf("accel: io binding: %w", err)
+		}
+	}
+	outNames := []string{e.spec.Output, e.spec.NormOutput}
+	for i, v := range outputs {
+		if err := io.BindOutput(outNames[i], v); err != nil {
+			return fmt.Errorf("accel: io binding: %w", err)
+		}
+	}
+	return e.sess.RunWithBinding(io)
+}
+
+// isOutOfMemory recognises ONNX Runtime's messages for a failed device or
+// arena allocation: the BFC arena's, CUDA's and cuBLAS's.
+func isOutOfMemory(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{
+		"out of memory", "failed to allocate memory", "cudaerrormemoryallocation",
+		"cublas_status_alloc_failed", "cudnn_status_alloc_failed", "bad_alloc",
+		"available memory of", // BFCArena: "... exceeds the max available memory of ..."
+	} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }

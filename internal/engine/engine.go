@@ -18,6 +18,9 @@
 //   - Buffers are pooled per model; steady-state embedding does not grow the
 //     heap (see BenchmarkEmbedMemory).
 //   - Shutdown drains: texts accepted before it are computed.
+//   - A batch the device has no memory for is split in halves and retried;
+//     a single text that still does not fit runs on the CPU. Only an error
+//     that is not a lack of memory fails the batch's texts.
 //
 // Concurrency: Engine and Model are safe for concurrent use. Load is
 // idempotent: the first call loads, later calls return the same *Model.
@@ -60,8 +63,14 @@ type Options struct {
 	// Observer.
 	Batch batch.Options
 	// Observer, if set, returns the batch observer (metrics) of a model on a
-	// backend, e.g. (*metrics.Metrics).ForModel.
+	// backend, e.g. (*metrics.Metrics).ForModel. If the observer also
+	// implements DeviceObserver it is told of out-of-memory splits and CPU
+	// retries.
 	Observer func(model, backend string) batch.Observer
+	// OnLoad, if set, is called once for each model when it has loaded.
+	OnLoad func(*Model)
+	// NewEncoder creates a model's encoder. Default accel.NewEncoder.
+	NewEncoder func(accel.ModelSpec, accel.Options) (accel.Encoder, error)
 	// MaxTexts is the most texts one Embed call accepts. Default 1024.
 	MaxTexts int
 	// MaxTextBytes is the longest text, in bytes, accepted. Default 65536.
@@ -73,14 +82,19 @@ type Options struct {
 }
 
 // DefaultOptions returns the defaults documented on Options. Batching uses
-// batch.DefaultOptions except MaxQueueDelay, which is 0: an idle worker runs
-// whatever is queued at once, and under load the texts that arrive during a
-// run form the next batch (continuous batching, as TEI and Triton's default
-// do). Measured on a 2-core CPU, a 2ms delay only added latency at low load
-// and did not raise throughput at high load.
+// batch.DefaultOptions except:
+//   - MaxQueueDelay is 0: an idle worker runs whatever is queued at once,
+//     and under load the texts that arrive during a run form the next batch
+//     (continuous batching, as TEI and Triton's default do). Measured on a
+//     2-core CPU, a 2ms delay only added latency at low load and did not
+//     raise throughput at high load.
+//   - MaxBatchSize, MaxBatchTokens and Workers are 0: each model takes the
+//     defaults of the device it runs on (accel.DefaultBatch), known only
+//     once its encoder is created (CUDA may fall back to the CPU).
 func DefaultOptions() Options {
 	b := batch.DefaultOptions()
 	b.MaxQueueDelay = 0
+	b.MaxBatchSize, b.MaxBatchTokens, b.Workers, b.GroupWindow = 0, 0, 0, 0
 	return Options{
 		Accel:        accel.DefaultOptions(),
 		Batch:        b,
@@ -99,6 +113,9 @@ func (o *Options) fill() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.NewEncoder == nil {
+		o.NewEncoder = accel.NewEncoder
 	}
 }
 
@@ -170,28 +187,55 @@ func (e *Engine) load(name string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: model %s: %w", name, err)
 	}
-	enc, err := accel.NewEncoder(accel.ModelSpec{
+	spec := accel.ModelSpec{
 		Path:          dir + "/" + man.ONNX,
 		InputIDs:      man.Inputs.InputIDs,
 		AttentionMask: man.Inputs.AttentionMask,
 		TokenTypeIDs:  man.Inputs.TokenTypeIDs,
 		Output:        man.Output,
+		Pooled:        man.Pooled,
+		NormOutput:    man.NormOutput,
+		Pooling:       accel.Pooling(man.Pooling),
 		Hidden:        man.Dims,
-	}, e.opts.Accel)
+	}
+	enc, err := e.opts.NewEncoder(spec, e.opts.Accel)
 	if err != nil {
 		return nil, fmt.Errorf("engine: model %s: %w", name, err)
 	}
-	m := &Model{man: man, tok: tok, enc: enc, opts: &e.opts}
-	bopts := e.opts.Batch
+	m := &Model{man: man, tok: tok, enc: enc, spec: spec, opts: &e.opts}
+	bopts := deviceBatch(e.opts.Batch, enc.Device())
 	bopts.Observer = nil
 	if e.opts.Observer != nil {
 		bopts.Observer = e.opts.Observer(name, m.Backend())
+		m.devObs, _ = bopts.Observer.(DeviceObserver)
 	}
 	if m.batcher, err = batch.New(m.runBatch, bopts); err != nil {
 		return nil, errors.Join(fmt.Errorf("engine: model %s: %w", name, err), enc.Close())
 	}
-	e.opts.Logger.Info("model loaded", "model", name, "version", man.Version, "backend", m.Backend(), "fallback", enc.Device().Fallback)
+	m.batchOpts = bopts
+	if e.opts.OnLoad != nil {
+		e.opts.OnLoad(m)
+	}
+	e.opts.Logger.Info("model loaded", "model", name, "version", man.Version, "backend", m.Backend(),
+		"requested", enc.Device().Requested, "fallback", enc.Device().Fallback,
+		"max_batch_size", bopts.MaxBatchSize, "max_batch_tokens", bopts.MaxBatchTokens, "workers", bopts.Workers)
 	return m, nil
+}
+
+// deviceBatch fills the batching limits left at zero with the defaults of
+// the device the model runs on.
+func deviceBatch(o batch.Options, d accel.Device) batch.Options {
+	def := accel.DefaultBatch(d)
+	if o.MaxBatchSize == 0 {
+		o.MaxBatchSize = def.MaxBatchSize
+	}
+	if o.MaxBatchTokens == 0 {
+		o.MaxBatchTokens = def.MaxBatchTokens
+	}
+	if o.Workers == 0 {
+		o.Workers = def.Workers
+	}
+	return o
 }
 
 // Loaded returns the model called name if it is loaded, without loading it.
@@ -240,7 +284,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		if l.model == nil {
 			continue
 		}
-		errs = append(errs, l.model.batcher.Shutdown(ctx), l.model.enc.Close())
+		errs = append(errs, l.model.batcher.Shutdown(ctx), l.model.close())
 	}
 	return errors.Join(errs...)
 }
@@ -248,14 +292,50 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 // Close is Shutdown without a deadline.
 func (e *Engine) Close() error { return e.Shutdown(context.Background()) }
 
+// DeviceObserver is implemented by batch observers that also count what
+// the engine does when a device runs out of memory.
+type DeviceObserver interface {
+	// OOMSplit is called when a batch is split in two after the device ran
+	// out of memory.
+	OOMSplit()
+	// CPURetry is called when a single text that did not fit on the device
+	// is run on the CPU instead.
+	CPURetry()
+}
+
 // Model is one loaded model.
 type Model struct {
-	man     *manifest.Model
-	tok     *tokenize.Tokenizer
-	enc     accel.Encoder
-	opts    *Options
-	batcher *batch.Batcher[Tokenized, []float32]
-	bufs    sync.Pool // *buffers
+	man       *manifest.Model
+	tok       *tokenize.Tokenizer
+	enc       accel.Encoder
+	spec      accel.ModelSpec
+	opts      *Options
+	batcher   *batch.Batcher[Tokenized, pooled]
+	batchOpts batch.Options
+	devObs    DeviceObserver // nil if the observer does not count device events
+	bufs      sync.Pool      // *buffers
+
+	cpuOnce sync.Once
+	cpu     accel.Encoder // CPU encoder for texts that do not fit on the GPU
+	cpuErr  error
+}
+
+// pooled is one text's sentence vector as the encoder returns it: unit
+// length, with the norm of the raw pooled vector.
+type pooled struct {
+	vec  []float32
+	norm float32
+}
+
+// BatchOptions reports the batching limits in use (device defaults filled).
+func (m *Model) BatchOptions() batch.Options { return m.batchOpts }
+
+func (m *Model) close() error {
+	err := m.enc.Close()
+	if m.cpu != nil {
+		err = errors.Join(err, m.cpu.Close())
+	}
+	return err
 }
 
 // Manifest describes the model.
@@ -374,15 +454,15 @@ func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (*Res
 	for i, t := range toks {
 		counts[i] = len(t.IDs)
 	}
-	pooled, err := m.batcher.SubmitAll(ctx, toks, counts, o.Priority)
+	vecs, err := m.batcher.SubmitAll(ctx, toks, counts, o.Priority)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{Model: m.man.Name, Version: m.man.Version, Vectors: make([][]float32, len(toks)), Tokens: counts}
 	flat := make([]float32, len(toks)*dims)
-	for i, p := range pooled {
+	for i, p := range vecs {
 		v := flat[i*dims : (i+1)*dims : (i+1)*dims]
-		finish(v, p[:dims], normalize)
+		finish(v, p, dims, normalize)
 		res.Vectors[i] = v
 	}
 	return res, nil
@@ -408,7 +488,6 @@ func (m *Model) outputShape(o EmbedOptions) (dims int, normalize bool, err error
 // buffers are reused across batches of one model.
 type buffers struct {
 	ids, mask, types []int64
-	hidden           []float32
 }
 
 func grow[T any](s []T, n int) []T {
@@ -418,22 +497,78 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// runBatch is the batcher's RunFunc: it pads one batch, runs the encoder and
-// returns each text's pooled, full-width, unnormalized vector.
-func (m *Model) runBatch(ctx context.Context, toks []Tokenized) ([][]float32, []error, error) {
+// runBatch is the batcher's RunFunc: it runs one batch and returns each
+// text's pooled vector.
+func (m *Model) runBatch(ctx context.Context, toks []Tokenized) ([]pooled, []error, error) {
+	hid := m.enc.Hidden()
+	out := make([]pooled, len(toks))
+	vecs := make([]float32, len(toks)*hid)
+	norms := make([]float32, len(toks))
+	if err := m.encode(ctx, m.enc, toks, vecs, norms); err != nil {
+		return nil, nil, err
+	}
+	for i := range out {
+		out[i] = pooled{vec: vecs[i*hid : (i+1)*hid : (i+1)*hid], norm: norms[i]}
+	}
+	return out, nil, nil
+}
+
+// encode runs toks on enc. When the device has no memory for the batch, it
+// splits the batch in halves (each padded to its own longest text) and
+// retries; a single text that does not fit runs on the CPU.
+func (m *Model) encode(ctx context.Context, enc accel.Encoder, toks []Tokenized, vecs, norms []float32) error {
+	err := m.encodeOnce(ctx, enc, toks, vecs, norms)
+	if err == nil || !errors.Is(err, accel.ErrOutOfMemory) {
+		return err
+	}
+	if len(toks) > 1 {
+		if m.devObs != nil {
+			m.devObs.OOMSplit()
+		}
+		m.opts.Logger.Debug("out of memory; splitting batch", "model", m.man.Name, "texts", len(toks), "err", err)
+		h, hid := len(toks)/2, enc.Hidden()
+		if err := m.encode(ctx, enc, toks[:h], vecs[:h*hid], norms[:h]); err != nil {
+			return err
+		}
+		return m.encode(ctx, enc, toks[h:], vecs[h*hid:], norms[h:])
+	}
+	if !enc.Device().GPU() {
+		return err
+	}
+	cpu, cerr := m.cpuEncoder()
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	if m.devObs != nil {
+		m.devObs.CPURetry()
+	}
+	m.opts.Logger.Warn("text does not fit in device memory; running it on the CPU", "model", m.man.Name, "tokens", len(toks[0].IDs), "err", err)
+	return m.encodeOnce(ctx, cpu, toks, vecs, norms)
+}
+
+// cpuEncoder creates, once, a CPU encoder of the model.
+func (m *Model) cpuEncoder() (accel.Encoder, error) {
+	m.cpuOnce.Do(func() {
+		o := m.opts.Accel
+		o.Provider = accel.ProviderCPU
+		m.cpu, m.cpuErr = m.opts.NewEncoder(m.spec, o)
+	})
+	return m.cpu, m.cpuErr
+}
+
+// encodeOnce pads toks into one batch and runs it on enc.
+func (m *Model) encodeOnce(ctx context.Context, enc accel.Encoder, toks []Tokenized, vecs, norms []float32) error {
 	seq := 0
 	for _, t := range toks {
 		seq = max(seq, len(t.IDs))
 	}
 	n := len(toks) * seq
-	hid := m.enc.Hidden()
 	b, _ := m.bufs.Get().(*buffers)
 	if b == nil {
 		b = &buffers{}
 	}
 	defer m.bufs.Put(b)
 	b.ids, b.mask, b.types = grow(b.ids, n), grow(b.mask, n), grow(b.types, n)
-	b.hidden = grow(b.hidden, n*hid)
 	clear(b.ids)
 	clear(b.mask)
 	clear(b.types)
@@ -447,57 +582,41 @@ func (m *Model) runBatch(ctx context.Context, toks []Tokenized) ([][]float32, []
 		}
 	}
 	in := accel.Batch{Size: len(toks), SeqLen: seq, IDs: b.ids, Mask: b.mask, TypeIDs: b.types}
-	if err := m.enc.Encode(ctx, in, b.hidden); err != nil {
-		return nil, nil, err
-	}
-	out := make([][]float32, len(toks))
-	flat := make([]float32, len(toks)*hid)
-	for i, row := range toks {
-		v := flat[i*hid : (i+1)*hid : (i+1)*hid]
-		pool(m.man.Pooling, b.hidden[i*seq*hid:(i+1)*seq*hid], len(row.IDs), hid, v)
-		out[i] = v
-	}
-	return out, nil, nil
+	return enc.Encode(ctx, in, vecs, norms)
 }
 
-// pool writes the pooled vector of one row's hidden states ([seq, hid],
-// the first valid positions unmasked) into acc.
-func pool(p manifest.Pooling, states []float32, valid, hid int, acc []float32) {
-	switch p {
-	case manifest.PoolCLS:
-		copy(acc, states[:hid])
-	default: // mean over the attention mask
-		clear(acc)
-		for t := 0; t < valid; t++ {
-			row := states[t*hid : (t+1)*hid]
-			for k, v := range row {
-				acc[k] += v
-			}
-		}
-		inv := 1 / float32(max(valid, 1))
-		for k := range acc {
-			acc[k] *= inv
-		}
-	}
-}
+// minNorm is the norm below which a pooled vector counts as zero: the
+// encoder leaves it unnormalized, and so does finish.
+const minNorm = 1e-12
 
-// finish copies v into dst, L2-normalizing if asked. A zero vector stays zero.
-func finish(dst, v []float32, normalize bool) {
-	if !normalize {
-		copy(dst, v)
+// finish writes the first dims values of the text's vector into dst: the
+// encoder's unit vector scaled back to the raw pooled vector, then, if
+// asked, L2-normalized over those dims. A zero vector stays zero.
+func finish(dst []float32, p pooled, dims int, normalize bool) {
+	v := p.vec[:dims]
+	switch {
+	case normalize && dims == len(p.vec):
+		copy(dst, v) // already unit length (or zero)
 		return
-	}
-	var ss float64
-	for _, x := range v {
-		ss += float64(x) * float64(x)
-	}
-	norm := math.Sqrt(ss)
-	if norm < 1e-12 {
+	case normalize:
+		var ss float64
+		for _, x := range v {
+			ss += float64(x) * float64(x)
+		}
+		norm := math.Sqrt(ss)
+		if norm < minNorm {
+			copy(dst, v)
+			return
+		}
+		inv := float32(1 / norm)
+		for k, x := range v {
+			dst[k] = x * inv
+		}
+	case p.norm < minNorm:
 		copy(dst, v)
-		return
-	}
-	inv := float32(1 / norm)
-	for k, x := range v {
-		dst[k] = x * inv
+	default:
+		for k, x := range v {
+			dst[k] = x * p.norm
+		}
 	}
 }

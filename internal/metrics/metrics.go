@@ -16,6 +16,10 @@
 //	queue_depth{model,priority}                 items waiting for a batch (gauge)
 //	dropped_total{model,reason}                 items dropped before compute (deadline, cancel)
 //	batch_errors_total{model,backend}           model runs that failed
+//	oom_splits_total{model,backend}             batches split in two after the device ran out of memory
+//	cpu_retries_total{model,backend}            texts run on the CPU because they did not fit on the GPU
+//	model_backend{model,backend,requested,fallback}  1 per loaded model: the backend in use, the
+//	                                            provider asked for, and "true" if that one was not available
 //
 // Concurrency: every method is safe for concurrent use.
 package metrics
@@ -23,6 +27,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +47,9 @@ type Metrics struct {
 	QueueDepth      *prometheus.GaugeVec
 	Dropped         *prometheus.CounterVec
 	BatchErrors     *prometheus.CounterVec
+	OOMSplits       *prometheus.CounterVec
+	CPURetries      *prometheus.CounterVec
+	ModelBackend    *prometheus.GaugeVec
 }
 
 // New creates the collectors and registers them on reg.
@@ -84,9 +92,19 @@ func New(reg prometheus.Registerer) *Metrics {
 		BatchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "embedd_batch_errors_total", Help: "Model runs that failed as a whole.",
 		}, []string{"model", "backend"}),
+		OOMSplits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_oom_splits_total", Help: "Batches split in two and retried because the device ran out of memory.",
+		}, []string{"model", "backend"}),
+		CPURetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "embedd_cpu_retries_total", Help: "Texts run on the CPU because they did not fit in GPU memory alone.",
+		}, []string{"model", "backend"}),
+		ModelBackend: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "embedd_model_backend", Help: "1 per loaded model: the backend in use, the provider requested, and fallback=\"true\" when the requested one could not be used (the reason is logged and in ListModels).",
+		}, []string{"model", "backend", "requested", "fallback"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.Texts, m.Tokens, m.BatchSize, m.BatchTokens,
-		m.BatchPadded, m.BatchDuration, m.QueueWait, m.QueueDepth, m.Dropped, m.BatchErrors)
+		m.BatchPadded, m.BatchDuration, m.QueueWait, m.QueueDepth, m.Dropped, m.BatchErrors,
+		m.OOMSplits, m.CPURetries, m.ModelBackend)
 	return m
 }
 
@@ -95,6 +113,7 @@ func New(reg prometheus.Registerer) *Metrics {
 type BatchObserver struct {
 	size, tokens, padded, duration, wait prometheus.Observer
 	texts, tokCount, errs                prometheus.Counter
+	oomSplits, cpuRetries                prometheus.Counter
 	online, bulk                         prometheus.Gauge
 	deadline, canceled                   prometheus.Counter
 }
@@ -106,6 +125,7 @@ func (m *Metrics) ForModel(model, backend string) *BatchObserver {
 		size: m.BatchSize.With(l), tokens: m.BatchTokens.With(l), padded: m.BatchPadded.With(l),
 		duration: m.BatchDuration.With(l), wait: m.QueueWait.With(l),
 		texts: m.Texts.With(l), tokCount: m.Tokens.With(l), errs: m.BatchErrors.With(l),
+		oomSplits: m.OOMSplits.With(l), cpuRetries: m.CPURetries.With(l),
 		online:   m.QueueDepth.WithLabelValues(model, "online"),
 		bulk:     m.QueueDepth.WithLabelValues(model, "bulk"),
 		deadline: m.Dropped.WithLabelValues(model, "deadline_exceeded"),
@@ -141,4 +161,16 @@ func (o *BatchObserver) Dropped(reason error) {
 		return
 	}
 	o.canceled.Inc()
+}
+
+// OOMSplit records a batch split after the device ran out of memory.
+func (o *BatchObserver) OOMSplit() { o.oomSplits.Inc() }
+
+// CPURetry records a text run on the CPU because it did not fit on the GPU.
+func (o *BatchObserver) CPURetry() { o.cpuRetries.Inc() }
+
+// ModelLoaded records the backend a model runs on, the provider that was
+// requested, and whether the requested one could not be used.
+func (m *Metrics) ModelLoaded(model, backend, requested string, fellBack bool) {
+	m.ModelBackend.WithLabelValues(model, backend, requested, fmt.Sprint(fellBack)).Set(1)
 }

@@ -297,7 +297,9 @@ func (s *Service) info(name string) (*embeddv1.ModelInfo, error) {
 		info.MatryoshkaDims = append(info.MatryoshkaDims, uint32(d))
 	}
 	if lm, ok := s.eng.Loaded(name); ok {
+		d := lm.Device()
 		info.Loaded, info.Backend = true, lm.Backend()
+		info.RequestedProvider, info.Fallback = string(d.Requested), d.Fallback
 	}
 	return info, nil
 }

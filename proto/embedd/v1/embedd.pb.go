@@ -539,9 +539,14 @@ type ModelInfo struct {
 	MaxTokens      uint32                 `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	MatryoshkaDims []uint32               `protobuf:"varint,7,rep,packed,name=matryoshka_dims,json=matryoshkaDims,proto3" json:"matryoshka_dims,omitempty"`
 	// Backend in use, e.g. "onnxruntime/cpu" or "onnxruntime/cuda:0"; empty if not loaded.
-	Backend       string `protobuf:"bytes,8,opt,name=backend,proto3" json:"backend,omitempty"`
-	Loaded        bool   `protobuf:"varint,9,opt,name=loaded,proto3" json:"loaded,omitempty"`
-	Description   string `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
+	Backend     string `protobuf:"bytes,8,opt,name=backend,proto3" json:"backend,omitempty"`
+	Loaded      bool   `protobuf:"varint,9,opt,name=loaded,proto3" json:"loaded,omitempty"`
+	Description string `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
+	// Provider asked for (--provider): "cpu", "cuda" or "auto"; empty if not loaded.
+	RequestedProvider string `protobuf:"bytes,11,opt,name=requested_provider,json=requestedProvider,proto3" json:"requested_provider,omitempty"`
+	// Why the requested provider is not in use (e.g. a CUDA library that did
+	// not load); empty when it is, or when the model is not loaded.
+	Fallback      string `protobuf:"bytes,12,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -646,6 +651,20 @@ func (x *ModelInfo) GetDescription() string {
 	return ""
 }
 
+func (x *ModelInfo) GetRequestedProvider() string {
+	if x != nil {
+		return x.RequestedProvider
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetFallback() string {
+	if x != nil {
+		return x.Fallback
+	}
+	return ""
+}
+
 var File_embedd_v1_embedd_proto protoreflect.FileDescriptor
 
 const file_embedd_v1_embedd_proto_rawDesc = "" +
@@ -689,7 +708,7 @@ const file_embedd_v1_embedd_proto_rawDesc = "" +
 	"\x12ListModelsResponse\x12,\n" +
 	"\x06models\x18\x01 \x03(\v2\x14.embedd.v1.ModelInfoR\x06models\"%\n" +
 	"\x0fGetModelRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xa1\x02\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xec\x02\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -702,7 +721,9 @@ const file_embedd_v1_embedd_proto_rawDesc = "" +
 	"\abackend\x18\b \x01(\tR\abackend\x12\x16\n" +
 	"\x06loaded\x18\t \x01(\bR\x06loaded\x12 \n" +
 	"\vdescription\x18\n" +
-	" \x01(\tR\vdescription*p\n" +
+	" \x01(\tR\vdescription\x12-\n" +
+	"\x12requested_provider\x18\v \x01(\tR\x11requestedProvider\x12\x1a\n" +
+	"\bfallback\x18\f \x01(\tR\bfallback*p\n" +
 	"\n" +
 	"OutputType\x12\x1b\n" +
 	"\x17OUTPUT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
