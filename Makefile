@@ -4,10 +4,10 @@ SHELL := /bin/bash
 export EMBEDD_CACHE_DIR ?= $(HOME)/.cache/embedd
 GO ?= go
 BIN := bin/embedd
-MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8
+MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8 all-minilm-l6-v2-fp16
 PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
 
-.PHONY: all build setup setup-gpu build-cuda lint-docker run serve services services-stop test test-short vet bench golden proto fuzz clean
+.PHONY: all build setup setup-gpu build-cuda lint-docker gpu-carry gpu-check-dry run serve services services-stop test test-short vet bench golden proto fuzz clean
 
 all: build
 
@@ -30,6 +30,18 @@ setup-gpu: build
 # the tag they start only where the NVIDIA driver is.
 build-cuda:
 	eval "$$(scripts/cuda-headers.sh)" && $(GO) build -tags cuda ./... && $(GO) vet -tags cuda ./...
+
+# The GPU device check (bench/gpu, README "GPU"): build what the device
+# needs into .gpu-carry/ (two parts under its 64 MiB upload), and dry-run
+# the check here on the CPU (needs python3 with torch and
+# sentence-transformers on PATH for the baseline step; without them that
+# step is recorded as failed and the rest runs).
+gpu-carry: setup setup-gpu
+	bench/gpu/prepare.sh
+
+gpu-check-dry: gpu-carry
+	CHECK_PROVIDER=cpu CHECK_TORCH_DEVICE=cpu CHECK_ST_BATCHES=1,32 CHECK_ST_SECONDS=0.3 CHECK_LIMIT_S=900 \
+	  CHECK_WORK=/tmp/embedd-gpu-dry OUT=/tmp/embedd-gpu-dry/out bench/gpu/check.sh
 
 # Lint Dockerfile.cuda with hadolint (pinned; no Docker engine needed).
 lint-docker:

@@ -70,7 +70,7 @@ class Embedder:
         )
         self.inputs = {i.name for i in self.sess.get_inputs()}
         outputs = [o.name for o in self.sess.get_outputs()]
-        self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+        self.output = next((o for o in ("last_hidden_state", "sentence_embedding") if o in outputs), outputs[0])
 
     def embed(self, texts):
         """Return (embeddings [n, dims] float32, tokens counted)."""
@@ -86,7 +86,9 @@ class Embedder:
             types[i, : lengths[i]] = e.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         feeds = {k: v for k, v in feeds.items() if k in self.inputs}
-        hidden = self.sess.run([self.output], feeds)[0]  # [n, width, dims]
+        hidden = self.sess.run([self.output], feeds)[0]  # [n, width, dims], or [n, dims] pooled
+        if hidden.ndim == 2:  # the graph pooled and normalized (sentence_embedding)
+            return hidden, sum(lengths)
         m = mask[:, :, None].astype(hidden.dtype)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/store/milvus"
 	"github.com/embedd/embedd/internal/testassets"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
@@ -513,5 +514,49 @@ func TestServeMilvusRedis(t *testing.T) {
 	}
 	if _, err := vc.Delete(ctx, &embeddv1.DeleteRequest{Ids: []string{"cat", "bond"}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServeCUDAFallbackVisible asks for CUDA from a runtime without the
+// CUDA provider (the CPU build): the server must serve on the CPU and say
+// so in ListModels (requested provider and reason) and in the metrics.
+func TestServeCUDAFallbackVisible(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	lib := pull.RuntimePath(testassets.CacheDir(), pull.DefaultRuntime)
+	c := testServeConfig(t, "--provider", "cuda", "--ort-lib", lib)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ready := make(chan [2]string, 1)
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	var addrs [2]string
+	select {
+	case addrs = <-ready:
+	case err := <-served:
+		t.Fatalf("serve: %v", err)
+	}
+	defer func() { stop(); <-served }()
+	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := embeddv1.NewEmbeddingServiceClient(conn).GetModel(context.Background(), &embeddv1.GetModelRequest{Name: "all-minilm-l6-v2-int8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backend != "onnxruntime/cpu" || res.RequestedProvider != "cuda" || res.Fallback == "" {
+		t.Errorf("GetModel: backend %q, requested %q, fallback %q; want onnxruntime/cpu, cuda and a reason", res.Backend, res.RequestedProvider, res.Fallback)
+	}
+	resp, err := http.Get("http://" + addrs[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `embedd_model_backend{backend="onnxruntime/cpu",fallback="true",model="all-minilm-l6-v2-int8",requested="cuda"} 1`
+	if !strings.Contains(string(body), want) {
+		t.Errorf("metrics lack %s", want)
 	}
 }

@@ -46,7 +46,7 @@ func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
 		return nil, err
 	}
 	dev := Device{Provider: ProviderCPU, Requested: opts.Provider}
-	so, err := newSessionOptions(opts)
+	so, err := newSessionOptions(sessionThreads(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +130,19 @@ func (c CUDAOptions) validate() error {
 		return fmt.Errorf("accel: cuda device id %d and memory limit %d must be >= 0", c.DeviceID, c.MemLimit)
 	}
 	return nil
+}
+
+// sessionThreads returns opts with the CPU thread settings of the session
+// that is tried first. With CUDA the CPU runs only shape computations, so
+// unless the caller chose a thread count the session gets one intra-op
+// thread and no spinning: a pool of spinning threads would take the cores
+// the gRPC server and the tokenizer need between runs. A session that falls
+// back to the CPU is made again with the caller's settings.
+func sessionThreads(opts Options) Options {
+	if (opts.Provider == ProviderCUDA || opts.Provider == ProviderAuto) && opts.CUDA.Unavailable == "" && opts.IntraOpThreads == 0 {
+		opts.IntraOpThreads, opts.NoSpin = 1, true
+	}
+	return opts
 }
 
 func newSessionOptions(opts Options) (*ort.SessionOptions, error) {

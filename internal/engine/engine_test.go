@@ -147,9 +147,18 @@ func TestParity(t *testing.T) {
 	}
 }
 
+// TestEmbedOptions runs the per-call options on the three kinds of graph:
+// token states pooled in Go (int8), pooled and normalized in the graph
+// (fp32, with sentence_norm giving back raw vectors) and the same in fp16
+// (on the CPU through ONNX Runtime's inserted casts).
 func TestEmbedOptions(t *testing.T) {
 	e := newEngine(t, nil)
-	m := loadModel(t, e, "all-minilm-l6-v2-int8")
+	for _, name := range []string{"all-minilm-l6-v2-int8", "all-minilm-l6-v2", "all-minilm-l6-v2-fp16"} {
+		t.Run(name, func(t *testing.T) { testEmbedOptions(t, loadModel(t, e, name)) })
+	}
+}
+
+func testEmbedOptions(t *testing.T, m *engine.Model) {
 	ctx := context.Background()
 	texts := []string{"a cat sits on the mat", "the stock market fell today", "a kitten rests on a rug"}
 	full, err := m.Embed(ctx, texts, engine.EmbedOptions{Truncate: true})
@@ -465,5 +474,34 @@ func BenchmarkEmbed(b *testing.B) {
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "sentences/s")
 		})
+	}
+}
+
+// TestFP16MatchesFP32 compares the fp16 graph with the fp32 one on the
+// parity corpus, both pooled and normalized in the graph. On the CPU ONNX
+// Runtime computes the fp16 nodes through inserted casts, rounding to fp16
+// between them, so this measures the precision the GPU model keeps; the
+// device check (bench/gpu) measures it on CUDA.
+func TestFP16MatchesFP32(t *testing.T) {
+	texts := readTexts(t, "testdata/parity/texts.jsonl")[:200]
+	e := newEngine(t, nil)
+	ctx := context.Background()
+	opts := engine.EmbedOptions{Truncate: true}
+	want, err := loadModel(t, e, "all-minilm-l6-v2").Embed(ctx, texts, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadModel(t, e, "all-minilm-l6-v2-fp16").Embed(ctx, texts, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minCos, sum := 1.0, 0.0
+	for i := range texts {
+		c := cosine(got.Vectors[i], want.Vectors[i])
+		minCos, sum = math.Min(minCos, c), sum+c
+	}
+	t.Logf("fp16 vs fp32 over %d texts: min cosine %.7f, mean %.7f", len(texts), minCos, sum/float64(len(texts)))
+	if minCos < 0.999 {
+		t.Errorf("min cosine %.7f; want >= 0.999", minCos)
 	}
 }

@@ -4,8 +4,9 @@
 The reference pipeline is what a Python user would run: Hugging Face
 `tokenizers` + `onnxruntime` on the same ONNX file the Go engine loads, mean
 pooling over the attention mask and L2 normalization (sentence-transformers'
-Pooling + Normalize modules), one text per run so padding cannot influence
-the reference.
+Pooling + Normalize modules) -- or, for a graph that pools and normalizes
+itself, its sentence_embedding output -- one text per run so padding cannot
+influence the reference.
 
 Texts: every 4th line of the tokenizer golden corpus (internal/tokenize/
 testdata/corpus.jsonl), which mixes plain sentences with accents, CJK, emoji,
@@ -59,12 +60,18 @@ def main():
         so.intra_op_num_threads = 2
         sess = ort.InferenceSession(str(d / "model.onnx"), so, providers=["CPUExecutionProvider"])
         vecs = np.zeros((len(texts), 384), dtype=np.float32)
+        pooled_graph = "sentence_embedding" in [o.name for o in sess.get_outputs()]
         for i, t in enumerate(texts):
             enc = tok.encode(t)
             ids = np.array([enc.ids], dtype=np.int64)
             mask = np.array([enc.attention_mask], dtype=np.int64)
             types = np.array([enc.type_ids], dtype=np.int64)
-            (hidden,) = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            if pooled_graph:
+                # The graph pools and normalizes itself (sentence_embedding).
+                (vecs[i],) = sess.run(["sentence_embedding"], feed)[0]
+                continue
+            (hidden,) = sess.run(["last_hidden_state"], feed)
             m = mask[..., None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
             norm = np.linalg.norm(pooled, axis=1, keepdims=True)
