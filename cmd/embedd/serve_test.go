@@ -146,6 +146,13 @@ func TestSettingsPrecedence(t *testing.T) {
 // function that waits for serve to return nil.
 func runServe(t *testing.T, c *serveConfig) (*grpc.ClientConn, func()) {
 	t.Helper()
+	conn, _, stop := runServeMetrics(t, c)
+	return conn, stop
+}
+
+// runServeMetrics is runServe that also returns the metrics address.
+func runServeMetrics(t *testing.T, c *serveConfig) (*grpc.ClientConn, string, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	served := make(chan error, 1)
@@ -161,7 +168,7 @@ func runServe(t *testing.T, c *serveConfig) (*grpc.ClientConn, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn, func() {
+	return conn, addrs[1], func() {
 		conn.Close()
 		cancel()
 		if err := <-served; err != nil {
@@ -525,23 +532,8 @@ func TestServeCUDAFallbackVisible(t *testing.T) {
 	testassets.Model(t, "all-minilm-l6-v2-int8")
 	lib := pull.RuntimePath(testassets.CacheDir(), pull.DefaultRuntime)
 	c := testServeConfig(t, "--provider", "cuda", "--ort-lib", lib)
-	ctx, stop := context.WithCancel(context.Background())
+	conn, metricsAddr, stop := runServeMetrics(t, c)
 	defer stop()
-	ready := make(chan [2]string, 1)
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addrs [2]string
-	select {
-	case addrs = <-ready:
-	case err := <-served:
-		t.Fatalf("serve: %v", err)
-	}
-	defer func() { stop(); <-served }()
-	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	res, err := embeddv1.NewEmbeddingServiceClient(conn).GetModel(context.Background(), &embeddv1.GetModelRequest{Name: "all-minilm-l6-v2-int8"})
 	if err != nil {
 		t.Fatal(err)
@@ -549,7 +541,7 @@ func TestServeCUDAFallbackVisible(t *testing.T) {
 	if res.Backend != "onnxruntime/cpu" || res.RequestedProvider != "cuda" || res.Fallback == "" {
 		t.Errorf("GetModel: backend %q, requested %q, fallback %q; want onnxruntime/cpu, cuda and a reason", res.Backend, res.RequestedProvider, res.Fallback)
 	}
-	resp, err := http.Get("http://" + addrs[1] + "/metrics")
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -203,7 +203,7 @@ func TestReadLdSoConf(t *testing.T) {
 func TestMissingLibs(t *testing.T) {
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not found")
+		t.Fatal("gcc not found; it is needed to build embedd (cgo) and this test")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "empty.c")
