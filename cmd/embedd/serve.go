@@ -211,7 +211,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	go func() { serveErr <- gs.Serve(lis) }()
 	vn, on := st.idx.StoreNames()
 	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models,
-		"max_batch_size", c.maxBatchSize, "max_queue_delay", c.maxQueueDelay, "workers", c.workers,
+		"max_queue_delay", c.maxQueueDelay, // batch limits in effect: each "model loaded" line
 		"vector_store", vn, "online_store", on, "durable", c.stores.durable)
 	if ready != nil {
 		ready <- [2]string{lis.Addr().String(), metricsAddr}
