@@ -92,6 +92,14 @@
 // rejected with an error that names the field or the tensor and the expected
 // shape.
 //
+// # Reading weights
+//
+// [OpenWeights] gives code that runs the model itself (the native encoders
+// of internal/accel) the checkpoint's tensors as float32, with the same name
+// resolution as the exporter: the optional "bert." prefix, LayerNorm
+// weight/bias or gamma/beta, F32, F16 or BF16 widened exactly, and the same
+// errors for a missing tensor or a wrong dtype or shape.
+//
 // # Invariants
 //
 // Export is deterministic: the same config, weights and options give the
@@ -107,5 +115,6 @@
 // The package holds no mutable state. The Export functions may be called
 // concurrently; each call opens its own handle on the weights file and holds
 // at most one weight matrix in memory at a time (with its converted copy
-// when it changes precision or layout).
+// when it changes precision or layout). The methods of a [Weights] other
+// than Close may be called concurrently too.
 package bertonnx

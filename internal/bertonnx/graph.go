@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 )
 
 // Names of the graph inputs and outputs; they are part of the graph contract.
@@ -101,14 +100,11 @@ const floatDtypes = "F32, F16 or BF16"
 // validated.
 func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
 	b := &builder{cfg: cfg, opts: opts, st: st, g: graph{cfg: cfg, opts: opts}, consts: map[string]string{}}
-	const probe = "embeddings.word_embeddings.weight"
-	switch {
-	case b.has(probe):
-	case b.has("bert." + probe):
-		b.prefix = "bert."
-	default:
-		return nil, fmt.Errorf("%w: %s (or bert.%s): want %s [%d %d]", ErrMissingTensor, probe, probe, floatDtypes, cfg.VocabSize, cfg.HiddenSize)
+	prefix, ok := st.namePrefix()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s (or %s%s): want %s [%d %d]", ErrMissingTensor, wordEmbeddings, bertPrefix, wordEmbeddings, floatDtypes, cfg.VocabSize, cfg.HiddenSize)
 	}
+	b.prefix = prefix
 	h := b.embeddings()
 	mask := b.extendedMask()
 	for i := range cfg.NumHiddenLayers {
@@ -134,11 +130,6 @@ func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
 	return &b.g, nil
 }
 
-func (b *builder) has(name string) bool {
-	_, ok := b.st.tensors[name]
-	return ok
-}
-
 // op appends a node and returns the name of its single output, which is
 // out when given and otherwise derived from the node name.
 func (b *builder) op(name, opType, out string, inputs []string, attrs ...attribute) string {
@@ -153,17 +144,9 @@ func (b *builder) op(name, opType, out string, inputs []string, attrs ...attribu
 // F32, F16 or BF16 of the wanted shape. It returns false, after recording an
 // error, when it is not.
 func (b *builder) tensor(name string, want ...int64) (stTensor, bool) {
-	t, ok := b.st.tensors[b.prefix+name]
-	if !ok {
-		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: want %s %v", ErrMissingTensor, b.prefix, name, floatDtypes, want))
-		return stTensor{}, false
-	}
-	switch {
-	case t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16":
-		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: got %s %v; want %s %v", ErrTensorMismatch, b.prefix, name, t.dtype, t.shape, floatDtypes, want))
-		return stTensor{}, false
-	case !slices.Equal(t.shape, want):
-		b.errs = append(b.errs, fmt.Errorf("%w: %s%s: got %s %v; want %s %v", ErrTensorMismatch, b.prefix, name, t.dtype, t.shape, t.dtype, want))
+	t, err := b.st.floatTensor(b.prefix, name, want)
+	if err != nil {
+		b.errs = append(b.errs, err)
 		return stTensor{}, false
 	}
 	return t, true
@@ -247,13 +230,7 @@ func (b *builder) addInit(full string, t stTensor, initName string, s storage, d
 // converted from TensorFlow name them gamma and beta; the initializers are
 // always named weight and bias.
 func (b *builder) layerNorm(base string, n int64) (scale, bias string) {
-	scaleName, biasName := base+".weight", base+".bias"
-	if !b.has(b.prefix+scaleName) && b.has(b.prefix+base+".gamma") {
-		scaleName = base + ".gamma"
-	}
-	if !b.has(b.prefix+biasName) && b.has(b.prefix+base+".beta") {
-		biasName = base + ".beta"
-	}
+	scaleName, biasName := b.st.layerNormNames(b.prefix, base)
 	s := b.normStorage()
 	return b.weightAs(scaleName, base+".weight", s, n), b.weightAs(biasName, base+".bias", s, n)
 }
