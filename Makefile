@@ -7,7 +7,7 @@ BIN := bin/embedd
 MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8 all-minilm-l6-v2-fp16
 PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
 
-.PHONY: all build setup setup-gpu build-cuda lint-docker gpu-carry gpu-check-dry run serve services services-stop test test-short vet bench golden proto fuzz clean
+.PHONY: all build setup setup-gpu build-cuda ptx ptx-check lint-docker gpu-carry gpu-check-dry run serve services services-stop test test-short vet bench golden proto fuzz clean
 
 all: build
 
@@ -31,15 +31,31 @@ setup-gpu: build
 build-cuda:
 	eval "$$(scripts/cuda-headers.sh)" && $(GO) build -tags cuda ./... && $(GO) vet -tags cuda ./...
 
+# Compile internal/accel/cudakernels/kernels.cu to the embedded kernels.ptx
+# with NVRTC 12.9 (pinned PyPI wheel, cached; no GPU or CUDA toolkit needed).
+# Run it after every edit of kernels.cu and commit both.
+ptx:
+	scripts/ptx.sh gen
+
+# Fail if kernels.ptx is not what kernels.cu compiles to, or if ptxas 12.9
+# reports an error, a warning or a register spill for any of the GPU
+# architectures the driver JIT-compiles it for; print each kernel's registers
+# and shared memory.
+ptx-check:
+	scripts/ptx.sh check
+
 # The GPU device check (bench/gpu, README "GPU"): build what the device
-# needs into .gpu-carry/ (two parts under its 64 MiB upload), and dry-run
-# the check here on the CPU (needs python3 with torch and
-# sentence-transformers on PATH for the baseline step; without them that
-# step is recorded as failed and the rest runs).
+# needs into .gpu-carry/ (three parts under its 64 MiB upload; the device
+# binary and the native encoder's test binary are built with the cuda tag),
+# and dry-run the check here on the CPU with the untagged binary: the native
+# steps are recorded as skipped (they need a GPU). The dry run uses the
+# project's Python venv (numpy) for the report; the baseline step needs
+# torch and sentence-transformers too and is recorded as failed without them.
 gpu-carry: setup setup-gpu
 	bench/gpu/prepare.sh
 
 gpu-check-dry: gpu-carry
+	PATH="$(dir $(PY)):$$PATH" CHECK_EMBEDD=$(CURDIR)/$(BIN) \
 	CHECK_PROVIDER=cpu CHECK_TORCH_DEVICE=cpu CHECK_ST_BATCHES=1,32 CHECK_ST_SECONDS=0.3 CHECK_LIMIT_S=900 \
 	  CHECK_WORK=/tmp/embedd-gpu-dry OUT=/tmp/embedd-gpu-dry/out bench/gpu/check.sh
 
@@ -75,7 +91,7 @@ services-stop:
 
 # The test command of the README and CI: real runtime, real models, real
 # Redis and Milvus. A test whose asset or server is missing fails.
-test: setup setup-gpu services vet build-cuda
+test: setup setup-gpu services vet build-cuda ptx-check
 	$(TEST_STORES) EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Pure-Go tests only (no downloads); tests that need assets are skipped.
