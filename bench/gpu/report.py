@@ -8,7 +8,13 @@ same weights), in-process throughput and latency, IoBinding and worker
 variants, the out-of-memory split run, the gRPC server under the Go load
 generator, sentence-transformers' best batch in the same run, achieved
 TFLOP/s, the server's device metrics, and each target with pass/fail.
-Needs only Python 3 and numpy.
+
+The native CUDA encoder (call 3) has its own section: its test binary's
+results, compute-sanitizer's error counts, parity, throughput beside ONNX
+Runtime CUDA (in process and under the server) and sentence-transformers,
+and the GPU footprint of the cuda-tagged binary. A step the check skipped
+(native steps in a dry run: they need a GPU) makes its targets SKIP, not
+FAIL. Needs only Python 3 and numpy.
 """
 
 import argparse
@@ -117,6 +123,8 @@ def main():
     except OSError:
         rep["metrics"] = []
 
+    native_section(rep, W, a.out, par, refs, st, inproc, load, torch)
+
     # Targets.
     T = rep["targets"]
     def parity_target(key, want):
@@ -161,11 +169,185 @@ def main():
                                                  "errors": sum(r.get("errors", 0) for r in oom.get("runs", [])),
                                                  "pass": (oom.get("oom_splits") or 0) > 0 and oom.get("batch_errors") == 0 and all(r.get("errors", 1) == 0 for r in oom.get("runs", []))}
 
+    T.update(rep["native"].pop("targets"))
+
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu-report.json"), "w") as f:
         json.dump(rep, f, indent=2)
     with open(os.path.join(a.out, "gpu-report.md"), "w") as f:
         f.write(markdown(rep, cfg))
+
+
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def sanitizer_errors(log):
+    """Errors compute-sanitizer reported in a step's log, or None if it has
+    no summary (the run did not finish)."""
+    if log is None:
+        return None
+    m = re.findall(r"(?:ERROR|RACECHECK) SUMMARY: (\d+) (?:error|hazard)", log)
+    if not m:
+        return None
+    # racecheck: "RACECHECK SUMMARY: N hazards displayed (E errors, W warnings)"
+    e = re.findall(r"SUMMARY: \d+ hazards? displayed \((\d+) errors?", log)
+    return int(e[-1]) if e else int(m[-1])
+
+
+def go_test_counts(log):
+    if log is None:
+        return None
+    c = {k: len(re.findall(rf"^\s*--- {k.upper()}: ", log, re.M)) for k in ("pass", "fail", "skip")}
+    c["failed"] = re.findall(r"^\s*--- FAIL: (\S+)", log, re.M)
+    c["skipped"] = re.findall(r"^\s*--- SKIP: (\S+)", log, re.M)
+    c["ok"] = bool(re.search(r"^PASS$", log, re.M)) and c["fail"] == 0
+    return c
+
+
+def ratio(a, b):
+    """a / b rounded, or None when either is missing or b is zero."""
+    if not a or not b:
+        return None
+    return round(a / b, 2)
+
+
+def native_section(rep, W, out, par, refs, st, inproc, load, torch):
+    """Fill rep["native"] (with a "targets" dict the caller merges)."""
+    steps = {s["step"]: s for s in rep["steps"]}
+    N = {"targets": {}, "skipped": {k: v.get("skipped") for k, v in steps.items() if v.get("skipped") and k.startswith(("native", "load-native"))}}
+    T = N["targets"]
+    rep["native"] = N
+
+    def skipped(*names):
+        for n in names:
+            s = steps.get(n)
+            if s and s.get("skipped"):
+                return s["skipped"]
+        return None
+
+    def target(name, step_names, got, pass_):
+        why = skipped(*step_names)
+        if why:
+            T[name] = {"skipped": why, "pass": None}
+        elif not any(n in steps for n in step_names):
+            T[name] = {"not_run": True, "pass": None}
+        else:
+            T[name] = dict(got, **{"pass": bool(pass_)})
+
+    # The test binary.
+    tlog = read_text(os.path.join(out, "steps", "native-cuda-test.log"))
+    tc = go_test_counts(tlog)
+    N["cuda_test"] = tc
+    rc = steps.get("native-cuda-test", {}).get("rc")
+    target("native cuda.test (kernels, parity with the CPU twin)", ["native-cuda-test"],
+           {"rc": rc, "pass_count": tc and tc["pass"], "fail_count": tc and tc["fail"], "skip_count": tc and tc["skip"],
+            "failed": tc and tc["failed"][:10], "skipped_tests": tc and tc["skipped"][:10]},
+           rc == 0 and tc and tc["ok"] and tc["pass"] > 0)
+
+    # compute-sanitizer.
+    san = {}
+    for name in ("native-memcheck-fp16", "native-memcheck-fp32", "native-racecheck-fp16"):
+        san[name] = {"errors": sanitizer_errors(read_text(os.path.join(out, "steps", name + ".log"))),
+                     "rc": steps.get(name, {}).get("rc"), "seconds": steps.get(name, {}).get("seconds")}
+    N["sanitizer"] = san
+    for name, v in san.items():
+        target(f"compute-sanitizer {name[len('native-'):]}: 0 errors", [name], v, v["errors"] == 0 and v["rc"] == 0)
+
+    # Parity.
+    for prec in ("fp32", "fp16"):
+        v, dev = vectors_embedd(os.path.join(W, "vec", f"native-{prec}.json"))
+        ort, _ = vectors_embedd(os.path.join(W, "vec", f"cuda-{prec}.json"))
+        rep["parity_devices"][f"native-{prec}"] = dev
+        par[f"native-{prec} vs torch-{prec}"] = cos_stats(v, st[prec])
+        par[f"native-{prec} vs torch-fp32"] = cos_stats(v, st["fp32"])
+        par[f"native-{prec} vs cpu-{prec}"] = cos_stats(v, refs[prec])
+        par[f"native-{prec} vs onnxruntime-cuda-{prec}"] = cos_stats(v, ort)
+    for prec, want in (("fp32", 0.9999), ("fp16", 0.999)):
+        for ref in (f"torch-{prec}", f"cpu-{prec}"):
+            s = par.get(f"native-{prec} vs {ref}")
+            dev = rep["parity_devices"].get(f"native-{prec}")
+            target(f"native parity {prec} (vs {ref})", [f"native-parity-{prec}"],
+                   {"want_min_cos": want, "got": s, "device": dev},
+                   s and s["min"] >= want and dev and dev.startswith("cuda-native"))
+
+    # In process, native beside ONNX Runtime CUDA (same texts, batch).
+    ratios = []
+    for prec in ("fp16", "fp32"):
+        nat, ort = inproc.get(f"native-{prec}"), inproc.get(prec)
+        if not nat:
+            continue
+        ort_runs = {(os.path.basename(r["texts"]), r["batch"]): r for r in (ort or {}).get("runs", [])}
+        for r in nat.get("runs", []):
+            key = (os.path.basename(r["texts"]), r["batch"])
+            o = ort_runs.get(key)
+            ratios.append({"precision": prec, "texts": key[0][:-len(".jsonl")] if key[0].endswith(".jsonl") else key[0], "batch": key[1],
+                           "native_backend": nat.get("backend"), "native_sentences_per_s": round(r["sentences_per_s"], 1),
+                           "native_p50_ms": round(r["p50_ms"], 3), "native_p99_ms": round(r["p99_ms"], 3),
+                           "ort_sentences_per_s": o and round(o["sentences_per_s"], 1), "ort_p99_ms": o and round(o["p99_ms"], 3),
+                           "ratio": ratio(r["sentences_per_s"], o and o["sentences_per_s"])})
+    N["inproc"] = ratios
+
+    # The server: native vs ONNX Runtime CUDA vs sentence-transformers, mixed texts.
+    def closed(label, conc):
+        for run in (load.get(label) or {}).get("runs", []):
+            if run.get("concurrency") == conc:
+                return run
+        return None
+    srv = {}
+    for texts in ("mixed", "short16"):
+        for conc in (1, 256):
+            n, o = closed(f"native-fp16-{texts}", conc), closed(f"fp16-{texts}", conc)
+            srv[f"{texts} c={conc}"] = {
+                "native_sentences_per_s": n and round(n["sentences_per_s"], 1), "native_p50_ms": n and round(n["latency_ms"]["p50"], 3),
+                "native_p99_ms": n and round(n["latency_ms"]["p99"], 3),
+                "ort_sentences_per_s": o and round(o["sentences_per_s"], 1), "ort_p99_ms": o and round(o["latency_ms"]["p99"], 3),
+                "ratio": ratio(n and n["sentences_per_s"], o and o["sentences_per_s"])}
+    N["server"] = srv
+    n, o = closed("native-fp16-mixed", 256), closed("fp16-mixed", 256)
+    best = (torch.get("best") or {}).get("fp16/mixed")
+    r = ratio(n and n["sentences_per_s"], o and o["sentences_per_s"])
+    target("native server mixed c=256 vs ONNX Runtime CUDA", ["load-native-fp16-mixed"],
+           {"want_ratio": 1.3, "native_sentences_per_s": n and round(n["sentences_per_s"], 1),
+            "ort_sentences_per_s": o and round(o["sentences_per_s"], 1), "ratio": r}, r and r >= 1.3)
+    r = ratio(n and n["sentences_per_s"], best and best["sentences_per_s"])
+    target("native server mixed c=256 vs torch fp16 best batch", ["load-native-fp16-mixed"],
+           {"want_ratio": 2.0, "native_sentences_per_s": n and round(n["sentences_per_s"], 1),
+            "torch_sentences_per_s": best and best["sentences_per_s"], "torch_batch": best and best["batch"], "ratio": r}, r and r >= 2.0)
+
+    # The native server's metrics: native backend for both models, no
+    # fallback, no CPU retry; GPU memory gauges present.
+    lines = (read_text(os.path.join(W, "metrics-native.txt")) or "").splitlines()
+    keep = [l for l in lines if re.match(r"embedd_(model_backend|cpu_retries_total|oom_splits_total|batch_errors_total|gpu_memory)", l)]
+    N["metrics"] = keep
+    backends = [l for l in keep if l.startswith("embedd_model_backend")]
+    retries = [l for l in keep if l.startswith("embedd_cpu_retries_total") and not l.rstrip().endswith(" 0")]
+    gpumem = [l for l in keep if l.startswith("embedd_gpu_memory")]
+    target("native server: native backend, no fallback, GPU memory gauges", ["load-native-fp16-mixed"],
+           {"model_backend": backends, "cpu_retries": retries, "gpu_memory": gpumem},
+           len(backends) == 2 and all('backend="native/cuda:0"' in l and 'fallback="false"' in l for l in backends) and not retries and len(gpumem) == 2)
+
+    # Footprint: the cuda-tagged binary with the PTX inside it.
+    sizes = load_json(os.path.join(W, "sizes.json")) or {}
+    N["sizes"] = sizes
+    if sizes.get("embedd_cuda_bytes"):
+        b = sizes["embedd_cuda_bytes"]
+        T["native GPU footprint (cuda-tagged embedd, PTX embedded)"] = {
+            "want_bytes_below": 100_000_000, "embedd_cuda_bytes": b, "ptx_bytes": sizes.get("ptx_bytes"),
+            "embedd_cpu_bytes": sizes.get("embedd_bytes"), "onnxruntime_gpu_bytes": sizes.get("ort_gpu_bytes"),
+            "note": "stripped binary; cuBLAS comes from the CUDA install (dlopen), as for every CUDA program",
+            "pass": b < 100_000_000}
+
+
+def status(v):
+    p = v.get("pass")
+    if p is None:
+        return "SKIP" if v.get("skipped") else "NOT RUN"
+    return "PASS" if p else "FAIL"
 
 
 def markdown(rep, cfg):
@@ -174,7 +356,7 @@ def markdown(rep, cfg):
     L += ["## Targets", "", "| target | result | pass |", "|---|---|---|"]
     for k, v in rep["targets"].items():
         shown = {kk: vv for kk, vv in v.items() if kk != "pass"}
-        L.append(f"| {k} | `{json.dumps(shown)}` | {'PASS' if v.get('pass') else 'FAIL'} |")
+        L.append(f"| {k} | `{json.dumps(shown)}` | {status(v)} |")
     L += ["", "## Parity (cosine over the parity texts)", "", "| pair | n | min | mean |", "|---|---|---|---|"]
     for k, v in rep["parity"].items():
         L.append(f"| {k} | {v['n']} | {v['min']} | {v['mean']} |" if v else f"| {k} | - | - | - |")
@@ -206,10 +388,53 @@ def markdown(rep, cfg):
           "| precision | texts | batch | mean tokens | sentences/s | tokens/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|"]
     for run in t.get("runs", []):
         L.append(f"| {run['precision']} | {run['texts']} | {run['batch']} | {run['mean_tokens']} | {run['sentences_per_s']:.0f} | {run['tokens_per_s']:.0f} | {run['p50_ms']} | {run['p99_ms']} |")
-    L += ["", "## Server metrics (device)", "", "```"] + rep.get("metrics", []) + ["```", "", "## Steps", "", "| step | rc | seconds |", "|---|---|---|"]
+    L += native_markdown(rep.get("native") or {})
+    L += ["", "## Server metrics (device)", "", "```"] + rep.get("metrics", []) + ["```", "", "## Steps", "", "| step | rc | seconds | skipped |", "|---|---|---|---|"]
     for s in rep["steps"]:
-        L.append(f"| {s['step']} | {s['rc']} | {s['seconds']} |")
+        L.append(f"| {s['step']} | {s['rc']} | {s['seconds']} | {s.get('skipped', '')} |")
     return "\n".join(L) + "\n"
+
+
+def native_markdown(N):
+    L = ["", "## Native CUDA encoder (--provider cuda-native, no ONNX Runtime)", ""]
+    if N.get("skipped"):
+        L += ["Steps not run:", ""] + [f"- {k}: {v}" for k, v in N["skipped"].items()] + [""]
+    tc = N.get("cuda_test")
+    if tc:
+        L += [f"cuda.test: {tc['pass']} passed, {tc['fail']} failed, {tc['skip']} skipped" +
+              (f"; failed: {', '.join(tc['failed'])}" if tc["failed"] else "") +
+              (f"; skipped: {', '.join(tc['skipped'])}" if tc["skipped"] else ""), ""]
+    san = N.get("sanitizer") or {}
+    if any(v.get("rc") not in (None, -2) for v in san.values()):
+        L += ["| compute-sanitizer run | errors | rc | seconds |", "|---|---|---|---|"]
+        for k, v in san.items():
+            L.append(f"| {k} | {v['errors'] if v['errors'] is not None else 'no summary'} | {v['rc']} | {v['seconds']} |")
+        L.append("")
+    if N.get("inproc"):
+        L += ["In process (engine, no gRPC), native vs ONNX Runtime CUDA, same texts and batch:", "",
+              "| precision | texts | batch | native sentences/s | native p50 ms | native p99 ms | ORT sentences/s | ORT p99 ms | native/ORT |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for r in N["inproc"]:
+            L.append(f"| {r['precision']} | {r['texts']} | {r['batch']} | {r['native_sentences_per_s']} | {r['native_p50_ms']} | {r['native_p99_ms']} | "
+                     f"{r['ort_sentences_per_s'] or '-'} | {r['ort_p99_ms'] or '-'} | {r['ratio'] or '-'} |")
+        L.append("")
+    if any(v.get("native_sentences_per_s") for v in (N.get("server") or {}).values()):
+        L += ["gRPC server under the load generator, fp16, native vs ONNX Runtime CUDA:", "",
+              "| texts, concurrency | native sentences/s | native p50 ms | native p99 ms | ORT sentences/s | ORT p99 ms | native/ORT |",
+              "|---|---|---|---|---|---|---|"]
+        for k, v in N["server"].items():
+            L.append(f"| {k} | {v['native_sentences_per_s'] or '-'} | {v['native_p50_ms'] or '-'} | {v['native_p99_ms'] or '-'} | "
+                     f"{v['ort_sentences_per_s'] or '-'} | {v['ort_p99_ms'] or '-'} | {v['ratio'] or '-'} |")
+        L.append("")
+    if N.get("metrics"):
+        L += ["```"] + N["metrics"] + ["```", ""]
+    sz = N.get("sizes") or {}
+    if sz:
+        mb = lambda k: f"{sz[k] / 1e6:.1f} MB" if sz.get(k) else "-"
+        L += [f"Sizes: embedd (cuda tag, stripped) {mb('embedd_cuda_bytes')}, of which PTX {mb('ptx_bytes')}; embedd (untagged) {mb('embedd_bytes')}; "
+              f"cuda.test {mb('cuda_test_bytes')}; ONNX Runtime GPU libraries {mb('ort_gpu_bytes')}; "
+              f"carries a {mb('carry_a_bytes')}, b {mb('carry_b_bytes')}, c {mb('carry_c_bytes')} + tree {mb('tree_bytes')}", ""]
+    return L
 
 
 if __name__ == "__main__":

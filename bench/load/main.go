@@ -95,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, []string, error) {
 	fs.StringVar(&c.model, "model", "", "model name; empty selects the server's default")
 	fs.StringVar(&c.label, "label", "default", "name of this server configuration in reports, e.g. batched or max_batch_size=1")
 	fs.StringVar(&c.out, "out", "", "directory for results.json and charts (default bench/out/load/<label>); with -compare, where to write comparison charts (default none)")
-	fs.StringVar(&c.textSet, "texts", "short", "text set: short (~8 tokens), medium (~40) or long (~200)")
+	fs.StringVar(&c.textSet, "texts", "short", "text set: short (~8 tokens), medium (~40), long (~200); short16, medium64, long256 (the GPU check's); mixed (equal shares of short16, medium64 and long256)")
 	fs.IntVar(&c.n, "n", 1024, "number of distinct texts, sent round-robin")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the texts and of Poisson arrivals")
 	fs.StringVar(&c.dumpTexts, "dump-texts", "", "write the texts as JSON Lines to this file and exit")

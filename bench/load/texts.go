@@ -17,7 +17,12 @@ type textSet struct {
 	// Tokens is the target length in WordPiece tokens of a BERT-style
 	// tokenizer, [CLS] and [SEP] included; each text lands within ±25%
 	// (and at most two tokens more: a last sentence has two words at least).
+	// For a mixed set it is the mean of its parts' targets.
 	Tokens int
+	// Mix, when set, names the sets this one draws its texts from, in equal
+	// shares: text i is text i of a part chosen at random (a fixed sequence
+	// per seed), so the lengths of a batch vary as in real traffic.
+	Mix []string
 }
 
 // textSets are the sets -texts selects from.
@@ -31,6 +36,9 @@ var textSets = []textSet{
 	{Name: "short16", Tokens: 16},
 	{Name: "medium64", Tokens: 64},
 	{Name: "long256", Tokens: 256},
+	// Equal shares of short16, medium64 and long256 (the native CUDA
+	// encoder packs texts without padding; this is the set it is for).
+	{Name: "mixed", Tokens: 112, Mix: []string{"short16", "medium64", "long256"}},
 }
 
 func lookupTextSet(name string) (textSet, error) {
@@ -98,10 +106,32 @@ func (s *splitmix64) pick(words []string) string { return words[s.intn(len(words
 // generateTexts returns n English-like texts of the set, the same for the
 // same (set, n, seed) on every machine; a longer list extends a shorter one.
 func generateTexts(set textSet, n int, seed uint64) []string {
+	if len(set.Mix) > 0 {
+		return generateMix(set, n, seed)
+	}
 	rng := splitmix64(seed ^ uint64(set.Tokens)*0x2545f4914f6cdd1d)
 	texts := make([]string, n)
 	for i := range texts {
 		texts[i] = generateText(&rng, set.Tokens)
+	}
+	return texts
+}
+
+// generateMix returns n texts of a mixed set: text i is text i of one of
+// its parts, chosen with its own random sequence.
+func generateMix(set textSet, n int, seed uint64) []string {
+	parts := make([][]string, len(set.Mix))
+	for i, name := range set.Mix {
+		part, err := lookupTextSet(name)
+		if err != nil || len(part.Mix) > 0 {
+			panic(fmt.Sprintf("text set %s: part %q must be a plain text set", set.Name, name))
+		}
+		parts[i] = generateTexts(part, n, seed)
+	}
+	rng := splitmix64(seed ^ 0x6d69786564)
+	texts := make([]string, n)
+	for i := range texts {
+		texts[i] = parts[rng.intn(len(parts))][i]
 	}
 	return texts
 }

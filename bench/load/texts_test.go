@@ -35,6 +35,9 @@ func TestGenerateTextsDeterministic(t *testing.T) {
 
 func TestGenerateTextsLength(t *testing.T) {
 	for _, set := range textSets {
+		if len(set.Mix) > 0 {
+			continue // TestGenerateMix
+		}
 		t.Run(set.Name, func(t *testing.T) {
 			texts := generateTexts(set, 1000, 7)
 			total := 0
@@ -123,5 +126,42 @@ func TestSummarizeTexts(t *testing.T) {
 	}
 	if other := summarizeTexts([]string{"a b.", "a b c e."}); other.SHA256 == st.SHA256 {
 		t.Error("different texts have the same SHA256")
+	}
+}
+
+// TestGenerateMix: a mixed set's texts are its parts' texts at the same
+// index, each part in roughly equal share.
+func TestGenerateMix(t *testing.T) {
+	set, err := lookupTextSet("mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	texts := generateTexts(set, n, 5)
+	share := map[string]int{}
+	parts := map[string][]string{}
+	for _, name := range set.Mix {
+		p, err := lookupTextSet(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[name] = generateTexts(p, n, 5)
+	}
+	for i, s := range texts {
+		from := ""
+		for _, name := range set.Mix {
+			if parts[name][i] == s {
+				from = name
+			}
+		}
+		if from == "" {
+			t.Fatalf("text %d %q is no part's text %d", i, s, i)
+		}
+		share[from]++
+	}
+	for _, name := range set.Mix {
+		if f := float64(share[name]) / n; f < 0.28 || f > 0.39 {
+			t.Errorf("part %s: share %.2f; want about 1/3", name, f)
+		}
 	}
 }

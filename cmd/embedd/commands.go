@@ -267,6 +267,11 @@ func cmdVersion(args []string, stdout io.Writer, logger *slog.Logger) error {
 	} else {
 		fmt.Fprintf(stdout, "onnx runtime gpu: %s (CUDA %s provider; libraries found)\n", gpuDir, pull.GPURuntime.CUDA)
 	}
+	if nativeCompiled {
+		fmt.Fprintf(stdout, "native cuda encoder: compiled in (--provider cuda-native)\n")
+	} else {
+		fmt.Fprintf(stdout, "native cuda encoder: not compiled in (build with `make build-cuda`)\n")
+	}
 	// Device discovery does not need ONNX Runtime: report it either way.
 	if gpus, err := accel.CUDADevices(); err != nil {
 		fmt.Fprintf(stdout, "cuda devices: %v\n", err)

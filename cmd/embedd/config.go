@@ -148,9 +148,9 @@ func defaultCacheDir() string {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", os.Getenv("EMBEDD_CONFIG"), "YAML file of settings (keys are flag names) (env EMBEDD_CONFIG)")
 	fs.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "cache directory for models and the runtime")
-	fs.StringVar(&c.ortLib, "ort-lib", "", "path of libonnxruntime.so, not verified (default: the one `embedd runtime pull` installs, or with --provider cuda|auto the GPU build `embedd runtime pull --gpu` installs, verified)")
+	fs.StringVar(&c.ortLib, "ort-lib", "", "path of libonnxruntime.so, not verified (default: the one `embedd runtime pull` installs, or with --provider cuda|cuda-native|auto the GPU build `embedd runtime pull --gpu` installs, verified)")
 	fs.StringVar(&c.modelsDir, "models-dir", "", "directory of extra model manifests <dir>/<name>/manifest.yaml")
-	fs.StringVar(&c.provider, "provider", string(accel.ProviderCPU), "execution provider: cpu; cuda (falls back to cpu, warning why); auto (cuda when available)")
+	fs.StringVar(&c.provider, "provider", string(accel.ProviderCPU), "execution provider: cpu; cuda (ONNX Runtime CUDA; falls back to cpu, warning why); cuda-native (embedd's own CUDA kernels, in binaries built with `make build-cuda`; falls back to cuda, then cpu, warning why); auto (cuda-native where built in, then cuda, then cpu)")
 	fs.IntVar(&c.cuda.device, "cuda-device", 0, "CUDA device ordinal")
 	fs.Int64Var(&c.cuda.memLimitMiB, "cuda-mem-limit", 0, "CUDA memory arena limit in MiB per model, 0 = none; a batch that does not fit is split")
 	fs.StringVar(&c.cuda.convAlgoSearch, "cuda-conv-algo-search", "DEFAULT", "cuDNN convolution algorithm search: DEFAULT (off), HEURISTIC or EXHAUSTIVE")
@@ -191,14 +191,15 @@ func (c *common) runtimePath() string {
 }
 
 // selectRuntime chooses the ONNX Runtime library to load for provider p and
-// verifies it: --ort-lib if set (not verified); for cuda and auto, the GPU
-// build if it is installed and intact; otherwise the CPU build. When CUDA is
-// wanted but cannot be tried, the second result says why.
+// verifies it: --ort-lib if set (not verified); for cuda, cuda-native (whose
+// fallback is ONNX Runtime's CUDA provider) and auto, the GPU build if it is
+// installed and intact; otherwise the CPU build. When CUDA is wanted but
+// ONNX Runtime's CUDA provider cannot be tried, the second result says why.
 func (c *common) selectRuntime(p accel.Provider) (lib, cudaUnavailable string, err error) {
 	if c.ortLib != "" {
 		return c.ortLib, "", nil
 	}
-	if p == accel.ProviderCUDA || p == accel.ProviderAuto {
+	if p == accel.ProviderCUDA || p == accel.ProviderCUDANative || p == accel.ProviderAuto {
 		gpuErr := pull.VerifyGPURuntime(c.cacheDir)
 		if gpuErr == nil {
 			return pull.GPURuntimePath(c.cacheDir), "", nil
@@ -218,6 +219,7 @@ func (c *common) accelOptions(p accel.Provider, cudaUnavailable string, logger *
 		Provider:       p,
 		IntraOpThreads: c.threads,
 		NoSpin:         c.noSpin,
+		Native:         nativeEncoder(),
 		Logger:         logger,
 		CUDA: accel.CUDAOptions{
 			DeviceID:       c.cuda.device,
@@ -246,13 +248,20 @@ func (c *common) engineOptions(logger *slog.Logger) (*manifest.Catalog, engine.O
 		return nil, opts, fmt.Errorf("%w: --cuda-mem-limit %d and --cuda-device %d must be >= 0", errUsage, c.cuda.memLimitMiB, c.cuda.device)
 	}
 	lib, unavailable, err := c.selectRuntime(p)
-	if err != nil {
+	if err == nil {
+		err = accel.Init(lib)
+	}
+	switch {
+	case err == nil:
+		logger.Debug("onnx runtime loaded", "lib", lib, "version", accel.RuntimeVersion())
+	case p == accel.ProviderCUDANative && nativeCompiled && c.ortLib == "":
+		// The native CUDA encoder needs no ONNX Runtime; without one there
+		// is no fallback: a model the native encoder cannot run fails to
+		// load, saying why.
+		logger.Warn("ONNX Runtime not loaded; only the native CUDA encoder can run, with no fallback", "err", err)
+	default:
 		return nil, opts, err
 	}
-	if err := accel.Init(lib); err != nil {
-		return nil, opts, err
-	}
-	logger.Debug("onnx runtime loaded", "lib", lib, "version", accel.RuntimeVersion())
 	opts.CacheDir = c.cacheDir
 	opts.Logger = logger
 	opts.Accel = c.accelOptions(p, unavailable, logger)

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/index"
@@ -96,6 +97,13 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	cat, eopts, err := c.engineOptions(logger)
 	if err != nil {
 		return err
+	}
+	if eopts.Accel.Provider != accel.ProviderCPU {
+		// Binaries built with the cuda tag read the GPU's memory at each
+		// scrape; others have no reader and no such series.
+		if err := metrics.RegisterGPUMemory(reg, gpuMemory(c.cuda.device)); err != nil {
+			return err
+		}
 	}
 	eopts.MaxTexts = c.maxClientBatch
 	eopts.MaxTextBytes = c.maxTextBytes
@@ -210,7 +218,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	vn, on := st.idx.StoreNames()
-	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models,
+	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models, "native_cuda_compiled", nativeCompiled,
 		"max_queue_delay", c.maxQueueDelay, // batch limits in effect: each "model loaded" line
 		"vector_store", vn, "online_store", on, "durable", c.stores.durable)
 	if ready != nil {

@@ -1,9 +1,11 @@
 // Package accel owns the execution backends that run encoder models: ONNX
-// Runtime on the CPU (always available) and ONNX Runtime with the CUDA
-// execution provider (tried when asked). The ONNX Runtime library is loaded
-// at run time (Init): the CPU build, or the GPU build that
-// `embedd runtime pull --gpu` installs, whose libonnxruntime.so runs the CPU
-// provider too.
+// Runtime on the CPU (always available), ONNX Runtime with the CUDA
+// execution provider (tried when asked), and the native CUDA encoder of
+// internal/accel/cuda (embedd's own kernels on packed batches; compiled in
+// only with the `cuda` build tag and handed in as Options.Native). The ONNX
+// Runtime library is loaded at run time (Init): the CPU build, or the GPU
+// build that `embedd runtime pull --gpu` installs, whose libonnxruntime.so
+// runs the CPU provider too.
 //
 // The engine hands a padded, tokenized Batch to an Encoder and gets one
 // pooled sentence vector per row back, L2-normalized, with the norm of the
@@ -16,7 +18,13 @@
 // asked for and cannot be used, the Encoder runs on the CPU and
 // Device().Fallback says why (the reason names the missing library or the
 // CUDA error, and is logged). ProviderAuto uses CUDA when it can and the CPU
-// otherwise, without a warning.
+// otherwise, without a warning. The fallback chain, first that works:
+//
+//	cuda-native: native CUDA encoder -> ONNX Runtime CUDA -> ONNX Runtime CPU (warning)
+//	cuda:        ONNX Runtime CUDA -> ONNX Runtime CPU (warning)
+//	auto:        native CUDA encoder (when Options.Native is set and the model
+//	             has safetensors weights) -> ONNX Runtime CUDA -> CPU (no warning)
+//	cpu:         ONNX Runtime CPU
 //
 // Invariants:
 //   - Encode writes exactly b.Size vectors and norms, or returns an error and
@@ -51,21 +59,35 @@ const (
 	// back to the CPU, with the reason logged as a warning, when it is not
 	// available.
 	ProviderCUDA Provider = "cuda"
-	// ProviderAuto uses CUDA when it is available and the CPU otherwise; the
-	// reason CUDA is not used is reported in Device().Fallback but not
-	// logged as a warning.
+	// ProviderCUDANative asks for the native CUDA encoder (Options.Native:
+	// embedd's own kernels and cuBLAS on packed batches, no ONNX Runtime).
+	// When it cannot be used (a binary built without the `cuda` tag, a
+	// model without safetensors weights, no GPU, a failed self-check) the
+	// model runs as ProviderCUDA would, on ONNX Runtime's CUDA provider or
+	// else the CPU, with the reasons in Device().Fallback and logged as a
+	// warning.
+	ProviderCUDANative Provider = "cuda-native"
+	// ProviderAuto uses the best GPU path available and the CPU otherwise:
+	// the native CUDA encoder when Options.Native is set and the model has
+	// safetensors weights, then ONNX Runtime's CUDA provider. The reason no
+	// GPU is used is reported in Device().Fallback but not logged as a
+	// warning.
 	ProviderAuto Provider = "auto"
 )
 
 // ParseProvider checks a provider name from a flag or a config file.
 func ParseProvider(s string) (Provider, error) {
 	switch p := Provider(s); p {
-	case ProviderCPU, ProviderCUDA, ProviderAuto:
+	case ProviderCPU, ProviderCUDA, ProviderCUDANative, ProviderAuto:
 		return p, nil
 	case "":
 		return ProviderCPU, nil
 	}
-	return "", fmt.Errorf("%w %q (want %q, %q or %q)", ErrUnknownProvider, s, ProviderCPU, ProviderCUDA, ProviderAuto)
+	return "", unknownProvider(s)
+}
+
+func unknownProvider(s string) error {
+	return fmt.Errorf("%w %q (want %q, %q, %q or %q)", ErrUnknownProvider, s, ProviderCPU, ProviderCUDA, ProviderCUDANative, ProviderAuto)
 }
 
 // Errors of this package.
@@ -144,27 +166,44 @@ func (b Batch) validate() error {
 
 // Device describes where an Encoder runs.
 type Device struct {
-	// Provider is the provider actually in use: ProviderCPU or ProviderCUDA.
+	// Provider is the provider actually in use: ProviderCPU, ProviderCUDA
+	// (ONNX Runtime's CUDA provider) or ProviderCUDANative (the native
+	// CUDA encoder).
 	Provider Provider
-	// Ordinal is the CUDA device id when Provider is ProviderCUDA.
+	// Ordinal is the CUDA device id when Provider is ProviderCUDA or
+	// ProviderCUDANative.
 	Ordinal int
 	// Requested is the provider that was asked for.
 	Requested Provider
 	// Fallback is empty when the requested device is in use; otherwise it
-	// says why not (for ProviderAuto: why CUDA is not used).
+	// says why not (for ProviderAuto: why no GPU is used; for
+	// ProviderCUDANative: why the native encoder is not used, and, on the
+	// CPU, why ONNX Runtime's CUDA provider is not either).
 	Fallback string
 }
 
-// String is a short label for logs and metrics ("cpu", "cuda:0", ...).
+// String is a short label for logs and metrics ("cpu", "cuda:0",
+// "cuda-native:0").
 func (d Device) String() string {
-	if d.Provider == ProviderCUDA {
-		return fmt.Sprintf("cuda:%d", d.Ordinal)
+	switch d.Provider {
+	case ProviderCUDA, ProviderCUDANative:
+		return fmt.Sprintf("%s:%d", d.Provider, d.Ordinal)
 	}
 	return string(d.Provider)
 }
 
 // GPU reports whether the encoder runs on a GPU.
-func (d Device) GPU() bool { return d.Provider == ProviderCUDA }
+func (d Device) GPU() bool { return d.Provider == ProviderCUDA || d.Provider == ProviderCUDANative }
+
+// Backend is the runtime and device label of metrics and ListModels:
+// "onnxruntime/cpu", "onnxruntime/cuda:0", or "native/cuda:0" for the
+// native CUDA encoder.
+func (d Device) Backend() string {
+	if d.Provider == ProviderCUDANative {
+		return fmt.Sprintf("native/cuda:%d", d.Ordinal)
+	}
+	return "onnxruntime/" + d.String()
+}
 
 // Encoder runs an encoder model on batches.
 type Encoder interface {
@@ -195,10 +234,20 @@ const (
 	PoolCLS Pooling = "cls"
 )
 
-// ModelSpec says which ONNX file to load and how its graph is named.
+// ModelSpec says which ONNX file to load and how its graph is named, and,
+// for the native CUDA encoder, where the weights it was derived from are.
 type ModelSpec struct {
 	// Path of the .onnx file.
 	Path string
+	// ConfigPath and WeightsPath are the model's Hugging Face config.json
+	// and model.safetensors, when the model has them (for a derived
+	// graph: the files it is exported from). The native CUDA encoder loads
+	// these instead of Path; without them it is not used.
+	ConfigPath, WeightsPath string
+	// Precision is what the native CUDA encoder computes in: "fp32"
+	// (default, also empty) or "fp16" (weights and activations in fp16,
+	// fp32 accumulation), the precision of the model's exported graph.
+	Precision string
 	// Input names; TokenTypeIDs may be empty for graphs without that input.
 	InputIDs, AttentionMask, TokenTypeIDs string
 	// Output is the name of the [batch, seq, hidden] token-state output, or,
@@ -210,11 +259,30 @@ type ModelSpec struct {
 	// [batch, 1] output holding each pooled vector's norm before
 	// normalization. Empty: Output holds raw pooled vectors.
 	NormOutput string
-	// Pooling applies to token-state outputs (Pooled false). Default mean.
+	// Pooling is how the model pools. A token-state output (Pooled false)
+	// is pooled in Go with it; a pooled graph pools inside, and Pooling
+	// must then say how it does, for encoders that run the weights rather
+	// than the graph (the native CUDA encoder). Default mean.
 	Pooling Pooling
 	// Hidden is the width of Output's last axis.
 	Hidden int
 }
+
+// Values of ModelSpec.Precision besides the empty default (fp32).
+const (
+	PrecisionFP32 = "fp32"
+	PrecisionFP16 = "fp16"
+)
+
+// HasWeights reports whether the spec names the config.json and safetensors
+// files the native CUDA encoder loads.
+func (s ModelSpec) HasWeights() bool { return s.ConfigPath != "" && s.WeightsPath != "" }
+
+// NativeFunc creates a native CUDA encoder (internal/accel/cuda.NewFromSpec
+// in a binary built with the `cuda` tag). It is called with the spec and
+// the options NewEncoder got; it returns an error when the encoder cannot
+// be used (no GPU, no cuBLAS, a failed self-check).
+type NativeFunc func(ModelSpec, Options) (Encoder, error)
 
 // CUDAOptions configures ONNX Runtime's CUDA execution provider.
 type CUDAOptions struct {
@@ -257,6 +325,12 @@ type Options struct {
 	// the cores; without it the cores are free for the gRPC and tokenizer
 	// goroutines between runs. Default false (ONNX Runtime's default: spin).
 	NoSpin bool
+	// Native creates the native CUDA encoder for ProviderCUDANative and
+	// ProviderAuto. nil (a binary built without the `cuda` tag): the native
+	// encoder is not available; cuda-native then falls back, saying so, and
+	// auto does not try it. cmd/embedd sets it from a `cuda`-tagged file.
+	// The CUDA device is CUDA.DeviceID.
+	Native NativeFunc
 	// Logger receives the fallback reason. Default: slog.Default().
 	Logger *slog.Logger
 }

@@ -26,8 +26,16 @@ var _ Encoder = (*ortEncoder)(nil)
 // NewEncoder loads spec's model into an ONNX Runtime session. Init must have
 // been called. If opts asks for CUDA and the CUDA provider cannot be
 // attached, the session is created on the CPU and Device().Fallback says why.
+//
+// For ProviderCUDANative, and for ProviderAuto when opts.Native is set and
+// the spec has safetensors weights, the native CUDA encoder (opts.Native) is
+// tried first; Init is then needed only if it cannot be used. When it
+// cannot, the model runs as with ProviderCUDA (ONNX Runtime CUDA, else the
+// CPU) and Device().Fallback says why native is not used.
 func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
-	if RuntimeVersion() == "" {
+	tryNative := opts.Provider == ProviderCUDANative ||
+		opts.Provider == ProviderAuto && opts.Native != nil && spec.HasWeights()
+	if !tryNative && RuntimeVersion() == "" {
 		return nil, ErrNotInitialized
 	}
 	if opts.Logger == nil {
@@ -45,6 +53,17 @@ func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
 	if err := opts.CUDA.validate(); err != nil {
 		return nil, err
 	}
+	nativeReason := ""
+	if tryNative {
+		enc, reason := newNative(spec, opts)
+		if enc != nil {
+			return enc, nil
+		}
+		nativeReason = reason
+		if RuntimeVersion() == "" {
+			return nil, fmt.Errorf("%w (and the native CUDA encoder cannot be used: %s)", ErrNotInitialized, reason)
+		}
+	}
 	dev := Device{Provider: ProviderCPU, Requested: opts.Provider}
 	so, err := newSessionOptions(sessionThreads(opts))
 	if err != nil {
@@ -53,27 +72,35 @@ func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
 	defer func() { so.Destroy() }()
 	switch opts.Provider {
 	case ProviderCPU:
-	case ProviderCUDA, ProviderAuto:
+	case ProviderCUDA, ProviderCUDANative, ProviderAuto:
 		reason := opts.CUDA.Unavailable
 		if reason == "" {
 			reason = appendCUDA(so, opts.CUDA)
 		}
 		if reason == "" {
 			dev.Provider, dev.Ordinal = ProviderCUDA, opts.CUDA.DeviceID
+			switch {
+			case nativeReason == "":
+			case opts.Provider == ProviderCUDANative:
+				dev.Fallback = fallbackReason(nativeReason, "")
+				opts.Logger.Warn("native CUDA encoder unavailable, running on ONNX Runtime CUDA", "model", spec.Path, "reason", dev.Fallback)
+			default:
+				opts.Logger.Info("native CUDA encoder not used, running on ONNX Runtime CUDA", "model", spec.Path, "reason", nativeReason)
+			}
 			break
 		}
-		dev.Fallback = reason
-		if opts.Provider == ProviderCUDA {
-			opts.Logger.Warn("CUDA unavailable, running on CPU", "model", spec.Path, "reason", reason)
+		dev.Fallback = fallbackReason(nativeReason, reason)
+		if opts.Provider != ProviderAuto {
+			opts.Logger.Warn("CUDA unavailable, running on CPU", "model", spec.Path, "reason", dev.Fallback)
 		} else {
-			opts.Logger.Info("CUDA not used, running on CPU", "model", spec.Path, "reason", reason)
+			opts.Logger.Info("CUDA not used, running on CPU", "model", spec.Path, "reason", dev.Fallback)
 		}
 		so.Destroy()
 		if so, err = newSessionOptions(opts); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%w %q (want %q, %q or %q)", ErrUnknownProvider, opts.Provider, ProviderCPU, ProviderCUDA, ProviderAuto)
+		return nil, unknownProvider(string(opts.Provider))
 	}
 	inputs := []string{spec.InputIDs, spec.AttentionMask}
 	if spec.TokenTypeIDs != "" {
@@ -87,7 +114,7 @@ func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
 	if err != nil && dev.Provider == ProviderCUDA {
 		// The provider attached but the session could not be placed on
 		// the device (no device, driver too old, out of memory at load).
-		reason := "cuda session: " + oneLine(err.Error())
+		reason := fallbackReason(nativeReason, "cuda session: "+oneLine(err.Error()))
 		opts.Logger.Warn("CUDA session failed, running on CPU", "model", spec.Path, "reason", reason)
 		dev = Device{Provider: ProviderCPU, Requested: opts.Provider, Fallback: reason}
 		so.Destroy()
@@ -105,6 +132,56 @@ func NewEncoder(spec ModelSpec, opts Options) (Encoder, error) {
 	}, nil
 }
 
+// newNative creates the native CUDA encoder with opts.Native; it returns the
+// encoder, or nil and the reason it cannot be used.
+func newNative(spec ModelSpec, opts Options) (Encoder, string) {
+	switch {
+	case opts.Native == nil:
+		return nil, "built without the cuda build tag (make build-cuda)"
+	case !spec.HasWeights():
+		return nil, "model has no safetensors weights"
+	}
+	enc, err := opts.Native(spec, opts)
+	if err != nil {
+		return nil, oneLine(err.Error())
+	}
+	if enc == nil {
+		return nil, "native encoder factory returned no encoder"
+	}
+	if enc.Device().Requested != opts.Provider {
+		enc = requestedAs{enc, opts.Provider}
+	}
+	return enc, ""
+}
+
+// requestedAs reports the provider asked for (cuda-native or auto) in the
+// Device of an encoder made by Options.Native, which does not know it.
+type requestedAs struct {
+	Encoder
+	requested Provider
+}
+
+func (e requestedAs) Device() Device {
+	d := e.Encoder.Device()
+	d.Requested = e.requested
+	return d
+}
+
+// Unwrap returns the encoder the factory made.
+func (e requestedAs) Unwrap() Encoder { return e.Encoder }
+
+// fallbackReason joins why the native encoder is not used (may be empty)
+// and why ONNX Runtime's CUDA provider is not (may be empty).
+func fallbackReason(native, ortCUDA string) string {
+	switch {
+	case native == "":
+		return ortCUDA
+	case ortCUDA == "":
+		return "native: " + native
+	}
+	return "native: " + native + "; onnxruntime cuda: " + ortCUDA
+}
+
 func (s ModelSpec) validate() error {
 	if s.Hidden < 1 {
 		return fmt.Errorf("accel: model %s: hidden size %d must be positive", s.Path, s.Hidden)
@@ -116,6 +193,11 @@ func (s ModelSpec) validate() error {
 	case "", PoolMean, PoolCLS:
 	default:
 		return fmt.Errorf("accel: model %s: pooling %q (want %q or %q)", s.Path, s.Pooling, PoolMean, PoolCLS)
+	}
+	switch s.Precision {
+	case "", PrecisionFP32, PrecisionFP16:
+	default:
+		return fmt.Errorf("accel: model %s: precision %q (want %q or %q)", s.Path, s.Precision, PrecisionFP32, PrecisionFP16)
 	}
 	return nil
 }
@@ -139,7 +221,7 @@ func (c CUDAOptions) validate() error {
 // the gRPC server and the tokenizer need between runs. A session that falls
 // back to the CPU is made again with the caller's settings.
 func sessionThreads(opts Options) Options {
-	if (opts.Provider == ProviderCUDA || opts.Provider == ProviderAuto) && opts.CUDA.Unavailable == "" && opts.IntraOpThreads == 0 {
+	if (opts.Provider == ProviderCUDA || opts.Provider == ProviderCUDANative || opts.Provider == ProviderAuto) && opts.CUDA.Unavailable == "" && opts.IntraOpThreads == 0 {
 		opts.IntraOpThreads, opts.NoSpin = 1, true
 	}
 	return opts

@@ -198,6 +198,9 @@ func (e *Engine) load(name string) (*Model, error) {
 		Pooling:       accel.Pooling(man.Pooling),
 		Hidden:        man.Dims,
 	}
+	if config, weights, precision, ok := man.Safetensors(); ok {
+		spec.ConfigPath, spec.WeightsPath, spec.Precision = dir+"/"+config, dir+"/"+weights, precision
+	}
 	enc, err := e.opts.NewEncoder(spec, e.opts.Accel)
 	if err != nil {
 		return nil, fmt.Errorf("engine: model %s: %w", name, err)
@@ -344,8 +347,9 @@ func (m *Model) Manifest() *manifest.Model { return m.man }
 // Device reports where the model runs.
 func (m *Model) Device() accel.Device { return m.enc.Device() }
 
-// Backend is a label for the runtime and device, e.g. "onnxruntime/cpu".
-func (m *Model) Backend() string { return "onnxruntime/" + m.enc.Device().String() }
+// Backend is a label for the runtime and device, e.g. "onnxruntime/cpu",
+// "onnxruntime/cuda:0" or "native/cuda:0" (see accel.Device.Backend).
+func (m *Model) Backend() string { return m.enc.Device().Backend() }
 
 // QueueLen reports the texts waiting for a batch, by priority.
 func (m *Model) QueueLen() (online, bulk int) { return m.batcher.Len() }

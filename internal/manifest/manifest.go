@@ -325,6 +325,29 @@ func (m *Model) File(name string) (File, bool) {
 	return m.Files[i], true
 }
 
+// Safetensors names the model's Hugging Face config.json and safetensors
+// weights, for encoders that run the weights rather than the ONNX graph
+// (the native CUDA encoder), and the precision to run them in. When the
+// ONNX file is derived (Derive), they are its derive inputs and the
+// precision its derive precision ("fp32" when empty); otherwise they are
+// files called config.json and model.safetensors, in fp32. ok is false when
+// the model has neither (an ONNX-only model such as an int8 export).
+func (m *Model) Safetensors() (config, weights, precision string, ok bool) {
+	if f, found := m.File(m.ONNX); found && f.Derive != nil && f.Derive.Exporter == ExporterBERT {
+		precision = f.Derive.Precision
+		if precision == "" {
+			precision = PrecisionFP32
+		}
+		return f.Derive.Config, f.Derive.Weights, precision, true
+	}
+	_, hasConfig := m.File("config.json")
+	_, hasWeights := m.File("model.safetensors")
+	if hasConfig && hasWeights {
+		return "config.json", "model.safetensors", PrecisionFP32, true
+	}
+	return "", "", "", false
+}
+
 // AllowsDims reports whether a caller may truncate outputs to d dimensions.
 func (m *Model) AllowsDims(d int) bool {
 	if d < 1 || d > m.Dims {

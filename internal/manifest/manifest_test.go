@@ -200,3 +200,56 @@ func TestParseDeriveOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestSafetensors: the files and precision the native CUDA encoder loads.
+func TestSafetensors(t *testing.T) {
+	cat, err := manifest.LoadFS(models.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type st struct {
+		config, weights, precision string
+		ok                         bool
+	}
+	get := func(m *manifest.Model) st {
+		c, w, p, ok := m.Safetensors()
+		return st{c, w, p, ok}
+	}
+	for name, want := range map[string]st{
+		"all-minilm-l6-v2":      {"config.json", "model.safetensors", "fp32", true}, // derive without precision
+		"all-minilm-l6-v2-fp16": {"config.json", "model.safetensors", "fp16", true},
+		"all-minilm-l6-v2-int8": {}, // ONNX only
+	} {
+		m, err := cat.Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := get(m); got != want {
+			t.Errorf("%s: Safetensors() = %+v; want %+v", name, got, want)
+		}
+	}
+	// Not derived, but shipping the weights: fp32.
+	plain := strings.Replace(valid, "files:\n", `files:
+  - name: config.json
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    size: 10
+    sources: [{url: "https://example.org/config.json"}]
+  - name: model.safetensors
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    size: 10
+    sources: [{url: "https://example.org/model.safetensors"}]
+`, 1)
+	for doc, want := range map[string]st{
+		plain:   {"config.json", "model.safetensors", "fp32", true},
+		valid:   {},
+		derived: {"config.json", "model.safetensors", "fp16", true},
+	} {
+		m, err := manifest.Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := get(m); got != want {
+			t.Errorf("Safetensors() = %+v; want %+v\n%s", got, want, doc)
+		}
+	}
+}

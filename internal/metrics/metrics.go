@@ -20,6 +20,12 @@
 //	cpu_retries_total{model,backend}            texts run on the CPU because they did not fit on the GPU
 //	model_backend{model,backend,requested,fallback}  1 per loaded model: the backend in use, the
 //	                                            provider asked for, and "true" if that one was not available
+//	gpu_memory_free_bytes{device}               free GPU memory, read at each scrape (cuda builds only)
+//	gpu_memory_total_bytes{device}              total GPU memory, read at each scrape (cuda builds only)
+//
+// The GPU memory gauges exist only where a GPUMemoryFunc is registered
+// (RegisterGPUMemory: cmd/embedd does so in binaries built with the `cuda`
+// tag); a CPU build has no such series.
 //
 // Concurrency: every method is safe for concurrent use.
 package metrics
@@ -173,4 +179,51 @@ func (o *BatchObserver) CPURetry() { o.cpuRetries.Inc() }
 // requested, and whether the requested one could not be used.
 func (m *Metrics) ModelLoaded(model, backend, requested string, fellBack bool) {
 	m.ModelBackend.WithLabelValues(model, backend, requested, fmt.Sprint(fellBack)).Set(1)
+}
+
+// GPUMemory is one device's memory, in bytes.
+type GPUMemory struct {
+	// Device labels the device, e.g. "cuda:0".
+	Device      string
+	Free, Total int64
+}
+
+// GPUMemoryFunc reads the memory of the GPUs in use.
+type GPUMemoryFunc func() ([]GPUMemory, error)
+
+// gpuMemoryCollector reports a GPUMemoryFunc's answer at each scrape.
+type gpuMemoryCollector struct {
+	read        GPUMemoryFunc
+	free, total *prometheus.Desc
+}
+
+// RegisterGPUMemory registers the gauges embedd_gpu_memory_free_bytes and
+// embedd_gpu_memory_total_bytes{device} on reg, read with read at each
+// scrape. A nil read registers nothing. When read fails the scrape has no
+// GPU memory series (the rest of the page is served).
+func RegisterGPUMemory(reg prometheus.Registerer, read GPUMemoryFunc) error {
+	if read == nil {
+		return nil
+	}
+	return reg.Register(&gpuMemoryCollector{
+		read:  read,
+		free:  prometheus.NewDesc("embedd_gpu_memory_free_bytes", "Free GPU memory, read at scrape time.", []string{"device"}, nil),
+		total: prometheus.NewDesc("embedd_gpu_memory_total_bytes", "Total GPU memory.", []string{"device"}, nil),
+	})
+}
+
+func (c *gpuMemoryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.free
+	ch <- c.total
+}
+
+func (c *gpuMemoryCollector) Collect(ch chan<- prometheus.Metric) {
+	mem, err := c.read()
+	if err != nil {
+		return
+	}
+	for _, m := range mem {
+		ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(m.Free), m.Device)
+		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(m.Total), m.Device)
+	}
 }

@@ -3,6 +3,8 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,4 +45,48 @@ func TestBatchObserver(t *testing.T) {
 	}
 	// Two registries never collide: no package globals.
 	New(prometheus.NewRegistry())
+}
+
+func TestGPUMemory(t *testing.T) {
+	// A CPU build registers no reader: no GPU series at all.
+	reg := prometheus.NewRegistry()
+	New(reg)
+	if err := RegisterGPUMemory(reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "embedd_gpu_memory_free_bytes", "embedd_gpu_memory_total_bytes"); err != nil || n != 0 {
+		t.Errorf("CPU build: %d GPU memory series (%v); want none", n, err)
+	}
+
+	// A reader is called at each scrape.
+	reg = prometheus.NewRegistry()
+	free, fail := int64(3<<30), false
+	err := RegisterGPUMemory(reg, func() ([]GPUMemory, error) {
+		if fail {
+			return nil, errors.New("cuMemGetInfo: context lost")
+		}
+		return []GPUMemory{{Device: "cuda:0", Free: free, Total: 8 << 30}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP embedd_gpu_memory_free_bytes Free GPU memory, read at scrape time.
+# TYPE embedd_gpu_memory_free_bytes gauge
+embedd_gpu_memory_free_bytes{device="cuda:0"} %d
+# HELP embedd_gpu_memory_total_bytes Total GPU memory.
+# TYPE embedd_gpu_memory_total_bytes gauge
+embedd_gpu_memory_total_bytes{device="cuda:0"} 8.589934592e+09
+`
+	for _, f := range []int64{3 << 30, 1 << 30} {
+		free = f
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(want, f))); err != nil {
+			t.Error(err)
+		}
+	}
+	// A failed read drops the series from that scrape, not the scrape.
+	fail = true
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Errorf("failed read: %d series, %v; want 0 and no error", n, err)
+	}
 }

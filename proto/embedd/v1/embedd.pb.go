@@ -538,11 +538,11 @@ type ModelInfo struct {
 	Normalize      bool                   `protobuf:"varint,5,opt,name=normalize,proto3" json:"normalize,omitempty"`
 	MaxTokens      uint32                 `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	MatryoshkaDims []uint32               `protobuf:"varint,7,rep,packed,name=matryoshka_dims,json=matryoshkaDims,proto3" json:"matryoshka_dims,omitempty"`
-	// Backend in use, e.g. "onnxruntime/cpu" or "onnxruntime/cuda:0"; empty if not loaded.
+	// Backend in use, e.g. "onnxruntime/cpu", "onnxruntime/cuda:0" or "native/cuda:0"; empty if not loaded.
 	Backend     string `protobuf:"bytes,8,opt,name=backend,proto3" json:"backend,omitempty"`
 	Loaded      bool   `protobuf:"varint,9,opt,name=loaded,proto3" json:"loaded,omitempty"`
 	Description string `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
-	// Provider asked for (--provider): "cpu", "cuda" or "auto"; empty if not loaded.
+	// Provider asked for (--provider): "cpu", "cuda", "cuda-native" or "auto"; empty if not loaded.
 	RequestedProvider string `protobuf:"bytes,11,opt,name=requested_provider,json=requestedProvider,proto3" json:"requested_provider,omitempty"`
 	// Why the requested provider is not in use (e.g. a CUDA library that did
 	// not load); empty when it is, or when the model is not loaded.
