@@ -37,10 +37,17 @@ enum : unsigned { kFullMask = 0xffffffffu };
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
 
+// EMBEDD_KERNEL_EMU is defined only by the CPU emulator of this source
+// (testdata/emu, emu_test.go), which has no PTX: there the two conversions
+// are the same IEEE ones done by the host compiler. NVRTC never sees it.
 __device__ __forceinline__ float to_f32(unsigned short h) {
+#ifdef EMBEDD_KERNEL_EMU
+  return embedd_emu_f16_to_f32(h);
+#else
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
   return f;
+#endif
 }
 
 template <typename T> __device__ __forceinline__ T from_f32(float v);
@@ -49,9 +56,13 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 
 // Round to nearest even, as the CPU's float32 -> fp16 conversion.
 template <> __device__ __forceinline__ unsigned short from_f32<unsigned short>(float v) {
+#ifdef EMBEDD_KERNEL_EMU
+  return embedd_emu_f32_to_f16(v);
+#else
   unsigned short h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
   return h;
+#endif
 }
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
