@@ -179,7 +179,7 @@ func cmdModelsList(args []string, stdout io.Writer, logger *slog.Logger) error {
 	for _, name := range cat.Names() {
 		m, _ := cat.Get(name)
 		pulled := "yes"
-		if pull.Verify(c.cacheDir, m) != nil {
+		if manifest.Verify(c.cacheDir, m) != nil {
 			pulled = "no"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", m.Name, m.Dims, m.Pooling, m.MaxSeqLen, m.Version, pulled)
@@ -201,7 +201,7 @@ func cmdModelsPull(ctx context.Context, args []string, logger *slog.Logger) erro
 		if err := p.Pull(ctx, m); err != nil {
 			return err
 		}
-		logger.Info("model ready", "model", name, "dir", pull.ModelDir(c.cacheDir, m))
+		logger.Info("model ready", "model", name, "dir", manifest.Dir(c.cacheDir, m))
 	}
 	return nil
 }
@@ -216,7 +216,7 @@ func cmdModelsVerify(args []string, stdout io.Writer, logger *slog.Logger) error
 		if err != nil {
 			return err
 		}
-		if err := pull.Verify(c.cacheDir, m); err != nil {
+		if err := manifest.Verify(c.cacheDir, m); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", name)

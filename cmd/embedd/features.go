@@ -24,6 +24,7 @@ import (
 	"github.com/embedd/embedd/internal/features/stream"
 	"github.com/embedd/embedd/internal/features/window"
 	"github.com/embedd/embedd/internal/fsutil"
+	"github.com/embedd/embedd/internal/store/redis"
 )
 
 // featureConfig holds the real-time feature settings of `embedd serve`.
@@ -42,6 +43,9 @@ type featureConfig struct {
 	monitor          bool
 	driftReference   int
 	driftFile        string
+	// Key prefixes of the feature stores on Redis (with --redis-addr).
+	redisStatePrefix   string
+	redisSessionPrefix string
 }
 
 func (c *featureConfig) register(fs *flag.FlagSet) {
@@ -59,6 +63,8 @@ func (c *featureConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.consumerName, "consumer-name", "", "this replica's consumer name in the group (default: host name and pid)")
 	fs.BoolVar(&c.monitor, "feature-monitor", true, "keep statistics and drift of served feature values (metrics and GetFeatureStats)")
 	fs.IntVar(&c.driftReference, "drift-reference-size", 1000, "the first N served values of a feature become its drift reference")
+	fs.StringVar(&c.redisStatePrefix, "redis-feature-prefix", service.DefaultRedisPrefix, "Redis key prefix of feature state hashes")
+	fs.StringVar(&c.redisSessionPrefix, "redis-session-prefix", session.DefaultRedisOptions().Prefix, "Redis key prefix of session hashes")
 	fs.StringVar(&c.driftFile, "drift-reference", "", "drift references file: loaded at start if it exists, written at shutdown (e.g. a training window's statistics)")
 }
 
@@ -120,10 +126,10 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	opts := service.Options{Registry: freg, Window: base, Clock: clock, CacheTTL: c.cacheTTL, AsOfHorizon: c.asOfHorizon, Logger: logger}
 	var rc *goredis.Client
 	if st.redisAddr != "" {
-		rc = goredis.NewClient(&goredis.Options{Addr: st.redisAddr, Password: st.redisPassword})
+		rc = redis.NewClient(st.redisOptions())
 		o.closers = append(o.closers, rc.Close)
-		opts.States = service.NewRedis(rc, wcfg, "embedd:fst:", wcfg.Horizon+time.Hour)
-		if opts.Sessions, err = session.NewRedis(rc, scfg, session.RedisOptions{}); err != nil {
+		opts.States = service.NewRedis(rc, wcfg, c.redisStatePrefix, wcfg.Horizon+time.Hour)
+		if opts.Sessions, err = session.NewRedis(rc, scfg, session.RedisOptions{Prefix: c.redisSessionPrefix}); err != nil {
 			return nil, err
 		}
 	}

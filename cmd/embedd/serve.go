@@ -47,6 +47,7 @@ type serveConfig struct {
 	maxTextBytes    int
 	maxMessageBytes int
 	shutdownTimeout time.Duration
+	runTimeout      time.Duration
 	stores          storeConfig
 	features        featureConfig
 }
@@ -70,6 +71,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxTextBytes, "max-text-bytes", e.MaxTextBytes, "longest text in bytes")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", server.MaxMessageBytes, "largest request message in bytes")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to drain before forcing exit")
+	fs.DurationVar(&c.runTimeout, "run-timeout", e.RunTimeout, "longest one model run; its texts then fail with DEADLINE_EXCEEDED; negative = no limit")
 	c.stores.register(fs)
 	c.features.register(fs)
 }
@@ -106,6 +108,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		}
 	}
 	eopts.MaxTexts = c.maxClientBatch
+	eopts.RunTimeout = c.runTimeout
 	eopts.MaxTextBytes = c.maxTextBytes
 	eopts.Batch = batch.Options{
 		MaxBatchSize: c.maxBatchSize, MaxBatchTokens: c.maxBatchTokens, MaxQueueDelay: c.maxQueueDelay,
@@ -176,6 +179,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	if err != nil {
 		return err
 	}
+	allowMetricLabels(m, eng, st, feats)
 	gs := grpc.NewServer(server.ServerOptions(c.maxMessageBytes)...)
 	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
 	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
@@ -254,4 +258,20 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// allowMetricLabels bounds the model label of the request metrics to the
+// configured names: the model catalog, the collections (hybrid ones
+// included) and the registry's feature sets. Requests naming anything else
+// count under "other".
+func allowMetricLabels(m *metrics.Metrics, eng *engine.Engine, st *openedStores, feats *openedFeatures) {
+	m.Allow(metrics.Model, eng.Models()...)
+	for _, c := range st.idx.Collections() {
+		m.Allow(metrics.Collection, c.Name)
+	}
+	if feats != nil {
+		for _, fs := range feats.svc.Registry().Sets() {
+			m.Allow(metrics.FeatureSet, fs.Name)
+		}
+	}
 }

@@ -56,6 +56,19 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.hybrid, "hybrid", "", `hybrid collections, ";"-separated, each NAME=BASE:FEATURE[*WEIGHT],...:ALPHA, e.g. "docs_h=default:amount_avg_1h,events_count_1h*2:0.3"`)
 }
 
+// redisOptions is the one Redis client configuration of serve: the online
+// store and the feature stores (featureConfig.open) each build their client
+// from it, so both get the same address, password, DB, timeouts, pool size
+// and retries. Each keeps its own client (pool) rather than sharing one: they
+// open and close at different times (features first, stores last), and the
+// stream consumer's blocking reads and the feature stores' write bursts then
+// cannot take pooled connections from entity reads and writes.
+func (c *storeConfig) redisOptions() redis.Options {
+	ro := redis.DefaultOptions()
+	ro.Addr, ro.Password, ro.Prefix = c.redisAddr, c.redisPassword, c.redisPrefix
+	return ro
+}
+
 // parseHybrid reads the --hybrid flag.
 func parseHybrid(spec string) ([]index.HybridConfig, error) {
 	var out []index.HybridConfig
@@ -180,9 +193,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		opts.Vectors, opts.VectorsName = emb2, "embedded"
 	}
 	if c.redisAddr != "" {
-		ro := redis.DefaultOptions()
-		ro.Addr, ro.Password, ro.Prefix = c.redisAddr, c.redisPassword, c.redisPrefix
-		rd := redis.New(ro)
+		rd := redis.New(c.redisOptions())
 		o.closers = append(o.closers, rd.Close)
 		if err := rd.Ping(ctx); err != nil && !c.durable {
 			return nil, fmt.Errorf("redis at %s: %w", c.redisAddr, err)

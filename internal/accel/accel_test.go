@@ -9,14 +9,14 @@ import (
 	"testing"
 
 	"github.com/embedd/embedd/internal/accel"
-	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/testassets"
 )
 
 func spec(t *testing.T) accel.ModelSpec {
 	m := testassets.Model(t, "all-minilm-l6-v2-int8")
 	return accel.ModelSpec{
-		Path:     filepath.Join(pull.ModelDir(testassets.CacheDir(), m), m.ONNX),
+		Path:     filepath.Join(manifest.Dir(testassets.CacheDir(), m), m.ONNX),
 		InputIDs: "input_ids", AttentionMask: "attention_mask", TokenTypeIDs: "token_type_ids",
 		Output: "last_hidden_state", Hidden: 384,
 	}

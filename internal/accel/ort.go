@@ -397,21 +397,17 @@ func (e *ortEncoder) Encode(ctx context.Context, b Batch, vecs, norms []float32)
 }
 
 // run runs the session, through an IoBinding when asked, and classifies
-// failures.
+// failures. If ctx ends mid-run, ONNX Runtime is told to stop (it does so
+// between kernels) and run returns ctx.Err(); the outputs are then
+// unspecified. A run through an IoBinding cannot be stopped that way
+// (onnxruntime_go passes no run options to RunWithBinding), so it runs to
+// the end and ctx is checked only before it.
 func (e *ortEncoder) run(ctx context.Context, inputs, outputs []ort.Value) error {
 	var err error
 	if e.binding {
 		err = e.runBinding(inputs, outputs)
 	} else {
-		var ro *ort.RunOptions
-		if ro, err = ort.NewRunOptions(); err != nil {
-			return fmt.Errorf("accel: run options: %w", err)
-		}
-		defer ro.Destroy()
-		// Ask ONNX Runtime to stop between kernels if ctx ends mid-run.
-		stop := context.AfterFunc(ctx, func() { _ = ro.Terminate() })
-		defer stop()
-		err = e.sess.RunWithOptions(inputs, outputs, ro)
+		err = e.runTerminable(ctx, inputs, outputs)
 	}
 	if err == nil {
 		return nil
@@ -423,6 +419,28 @@ func (e *ortEncoder) run(ctx context.Context, inputs, outputs []ort.Value) error
 		return fmt.Errorf("%w: run %s on %s: %s", ErrOutOfMemory, e.spec.Path, e.device, oneLine(err.Error()))
 	}
 	return fmt.Errorf("accel: run %s: %w", e.spec.Path, err)
+}
+
+// runTerminable runs the session with run options whose terminate flag is
+// set when ctx ends.
+func (e *ortEncoder) runTerminable(ctx context.Context, inputs, outputs []ort.Value) error {
+	ro, err := ort.NewRunOptions()
+	if err != nil {
+		return fmt.Errorf("accel: run options: %w", err)
+	}
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		_ = ro.Terminate()
+	})
+	defer func() {
+		// The run options must outlive a Terminate already under way.
+		if !stop() {
+			<-terminated
+		}
+		_ = ro.Destroy()
+	}()
+	return e.sess.RunWithOptions(inputs, outputs, ro)
 }
 
 func (e *ortEncoder) runBinding(inputs, outputs []ort.Value) error {

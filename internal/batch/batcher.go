@@ -11,8 +11,9 @@ import (
 // RunFunc computes one batch. It returns one output per input, in order;
 // errs may be nil (all ok) or have one entry per input (per-item failures).
 // A returned error fails every item. The ctx belongs to the Batcher, not to
-// any caller. RunFunc must not keep batch after it returns: the Batcher
-// reuses the slice.
+// any caller: it ends at Options.RunTimeout or at Abort, and a RunFunc that
+// can stop early should then return its ctx.Err(). RunFunc must not keep
+// batch after it returns: the Batcher reuses the slice.
 type RunFunc[In, Out any] func(ctx context.Context, batch []In) (outs []Out, errs []error, err error)
 
 // Batcher groups items submitted concurrently into batches and computes each
@@ -45,10 +46,11 @@ type Batcher[In, Out any] struct {
 
 	items sync.Pool // *item[In, Out] with their reply channels
 
-	runCtx  context.Context // passed to RunFunc; outlives every caller
-	stopRun context.CancelFunc
-	workers sync.WaitGroup
-	done    chan struct{} // closed when the queue is drained and every goroutine has exited
+	runCtx     context.Context // parent of every RunFunc ctx; outlives every caller; Abort cancels it
+	stopRun    context.CancelCauseFunc
+	timeoutErr error // ErrRunTimeout naming Options.RunTimeout
+	workers    sync.WaitGroup
+	done       chan struct{} // closed when the queue is drained and every goroutine has exited
 }
 
 // item is one admitted input and its reply slot. Items are pooled: a caller
@@ -99,7 +101,8 @@ func New[In, Out any](run RunFunc[In, Out], opts Options) (*Batcher[In, Out], er
 		done:   make(chan struct{}),
 	}
 	b.items.New = func() any { return &item[In, Out]{reply: make(chan result[Out], 1)} }
-	b.runCtx, b.stopRun = context.WithCancel(context.Background())
+	b.runCtx, b.stopRun = context.WithCancelCause(context.Background())
+	b.timeoutErr = fmt.Errorf("%w (RunTimeout %v)", ErrRunTimeout, opts.RunTimeout)
 	for range opts.Workers {
 		b.free <- &batch[In, Out]{
 			items: make([]*item[In, Out], 0, opts.MaxBatchSize),
@@ -226,15 +229,10 @@ func (b *Batcher[In, Out]) SubmitAll(ctx context.Context, ins []In, tokens []int
 // item to completion without waiting for MaxQueueDelay, waits for in-flight
 // batches and stops the Batcher's goroutines. It returns nil when all that is
 // done, or ctx.Err() if ctx ends first; the drain then goes on in the
-// background and a later Shutdown waits for it again. It is safe to call
-// more than once and concurrently.
+// background and a later Shutdown waits for it again (Abort cuts it short).
+// It is safe to call more than once and concurrently.
 func (b *Batcher[In, Out]) Shutdown(ctx context.Context) error {
-	b.closeMu.Lock()
-	if !b.closed {
-		b.closed = true
-		close(b.intake)
-	}
-	b.closeMu.Unlock()
+	b.close()
 	select {
 	case <-b.done:
 		return nil
@@ -246,6 +244,28 @@ func (b *Batcher[In, Out]) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Abort is a forced shutdown: it stops intake as Shutdown does, cancels the
+// ctx of every RunFunc call in flight, and fails every item not yet handed
+// to RunFunc with ErrAborted, without computing it. An item of a batch in
+// flight gets ErrAborted if its RunFunc returns the cancelled ctx's error,
+// and its result if RunFunc completes anyway. Abort does not wait; Shutdown
+// waits for the in-flight calls to return. It is safe to call more than
+// once and concurrently with Shutdown.
+func (b *Batcher[In, Out]) Abort() {
+	b.close()
+	b.stopRun(ErrAborted)
+}
+
+// close stops intake; later admissions get ErrClosed.
+func (b *Batcher[In, Out]) close() {
+	b.closeMu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.intake)
+	}
+	b.closeMu.Unlock()
 }
 
 // Len returns the number of admitted items of each priority not yet handed

@@ -83,7 +83,7 @@ func (d *dispatcher[In, Out]) loop() {
 	}
 	close(b.work)
 	b.workers.Wait()
-	b.stopRun()
+	b.stopRun(ErrClosed)
 	close(b.done)
 }
 

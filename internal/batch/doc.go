@@ -77,8 +77,11 @@
 // reported to Observer.Dropped. A batch whose callers have all gone is not
 // run. An item whose batch has already started is computed and its result
 // discarded. RunFunc gets a ctx of the Batcher's own, not any caller's,
-// since a batch serves many callers; it is canceled only after Shutdown has
-// completed.
+// since a batch serves many callers. That ctx has a deadline of
+// Options.RunTimeout from the start of the call, when set, and Abort (a
+// forced shutdown) cancels it; when RunFunc then returns its ctx's error,
+// the batch's items fail with ErrRunTimeout or ErrAborted. Abort also
+// fails every item still queued with ErrAborted without computing it.
 //
 // # Failures
 //
@@ -97,7 +100,8 @@
 //   - Every admitted item gets exactly one reply, on its own channel of
 //     capacity 1, so a worker never blocks on a caller that has gone.
 //   - Every admitted item is computed exactly once, or dropped because its
-//     ctx ended; none is lost, Shutdown included.
+//     ctx ended or Abort was called; none is lost, Shutdown and Abort
+//     included.
 //   - No batch exceeds MaxBatchSize items, nor MaxBatchTokens padded tokens
 //     unless it is a single larger item.
 //
@@ -107,10 +111,10 @@
 // dispatcher goroutine and Workers worker goroutines; the owner stops them
 // with Shutdown, which stops intake (later calls get ErrClosed), computes
 // every admitted item without waiting for MaxQueueDelay, and waits for
-// in-flight batches. RunFunc is called from up to Workers goroutines at once
-// and must not keep its batch slice after returning. Observer methods are
-// called from the dispatcher and the workers and must be fast and safe for
-// concurrent use.
+// in-flight batches; Abort cuts that drain short (see above). RunFunc is
+// called from up to Workers goroutines at once and must not keep its batch
+// slice after returning. Observer methods are called from the dispatcher
+// and the workers and must be fast and safe for concurrent use.
 //
 // Submit allocates nothing in steady state: items and their reply channels
 // are pooled. SubmitAll allocates per request (its outputs, its item list

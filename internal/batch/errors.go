@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -12,8 +13,17 @@ var (
 	// the queue holds QueueSize items (or a request is larger than QueueSize).
 	// It is returned at once; admission never blocks.
 	ErrQueueFull = errors.New("batch: queue full")
-	// ErrClosed reports a Submit or SubmitAll after Shutdown began.
+	// ErrClosed reports a Submit or SubmitAll after Shutdown or Abort
+	// began, and an item that Abort failed.
 	ErrClosed = errors.New("batch: shut down")
+	// ErrAborted is the error of the items that Abort failed: those queued
+	// and those of a batch whose RunFunc returned its cancelled ctx's error.
+	// It matches ErrClosed.
+	ErrAborted = fmt.Errorf("%w: aborted", ErrClosed)
+	// ErrRunTimeout is the error of the items of a batch whose RunFunc ran
+	// past Options.RunTimeout and returned its ctx's error. It matches
+	// context.DeadlineExceeded, so a transport reports a deadline.
+	ErrRunTimeout = fmt.Errorf("batch: run timed out: %w", context.DeadlineExceeded)
 	// ErrInvalidOptions reports an Options field out of range in New.
 	ErrInvalidOptions = errors.New("batch: invalid options")
 	// ErrInvalidInput reports a negative token count, an unknown Priority or

@@ -59,6 +59,13 @@ type Options struct {
 	// DisableLengthGrouping makes batches take items strictly in arrival
 	// order (FIFO) instead of grouping similar token lengths.
 	DisableLengthGrouping bool
+	// RunTimeout is the deadline of each RunFunc call: the ctx a batch runs
+	// under ends that long after the call starts, and if RunFunc then
+	// returns that ctx's error its items fail with ErrRunTimeout. A RunFunc
+	// that does not watch its ctx is not stopped by it. Zero (the default)
+	// means no deadline: the batcher cannot know how long a batch may
+	// legitimately take, so the owner of the RunFunc chooses.
+	RunTimeout time.Duration
 	// Observer receives metrics events; nil means none.
 	Observer Observer
 }
@@ -96,6 +103,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"Workers", int64(o.Workers)},
 		{"BulkEvery", int64(o.BulkEvery)},
 		{"GroupWindow", int64(o.GroupWindow)},
+		{"RunTimeout", int64(o.RunTimeout)},
 	} {
 		if f.v < 0 {
 			return o, fmt.Errorf("%w: %s is %d; want >= 0", ErrInvalidOptions, f.name, f.v)
@@ -146,7 +154,8 @@ type Observer interface {
 	// makes or sees, so successive calls are ordered.
 	QueueDepth(online, bulk int)
 	// Dropped reports an item removed before compute because its context
-	// ended; reason is that context's error.
+	// ended (reason is that context's error) or because of Abort (reason is
+	// ErrAborted).
 	Dropped(reason error)
 }
 

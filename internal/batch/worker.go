@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -25,9 +27,13 @@ func (b *Batcher[In, Out]) runBatch(bt *batch[In, Out]) {
 		clear(bt.ins)
 		bt.items, bt.ins = bt.items[:0], bt.ins[:0]
 	}()
+	aborted := b.runCtx.Err() != nil // Abort: fail what is left without running it
 	live := bt.items[:0]
 	for _, it := range bt.items {
-		if err := it.ctx.Err(); err != nil {
+		if err := it.ctx.Err(); err != nil || aborted {
+			if aborted {
+				err = ErrAborted
+			}
 			b.drop(it, err)
 			continue
 		}
@@ -74,18 +80,30 @@ func (b *Batcher[In, Out]) runBatch(bt *batch[In, Out]) {
 	b.obs.BatchRun(len(live), tokens, len(live)*longest, start.Sub(oldest), elapsed, err)
 }
 
-// call runs RunFunc, turning a panic into a *PanicError for the batch so
-// that one bad batch cannot kill the process.
+// call runs RunFunc under a ctx of its own: a child of the Batcher's run
+// ctx (which Abort cancels) with the RunTimeout deadline. A panic becomes a
+// *PanicError for the batch so that one bad batch cannot kill the process.
+// When RunFunc returns its ctx's error, that error is replaced by why the
+// ctx ended (ErrRunTimeout or ErrAborted).
 func (b *Batcher[In, Out]) call(ins []In) (outs []Out, errs []error, err error) {
+	ctx, cancel := b.runCtx, context.CancelFunc(func() {})
+	if b.opts.RunTimeout > 0 {
+		ctx, cancel = context.WithTimeoutCause(b.runCtx, b.opts.RunTimeout, b.timeoutErr)
+	}
+	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {
 			outs, errs, err = nil, nil, &PanicError{Value: v, Stack: debug.Stack()}
 		}
+		if ctxErr := ctx.Err(); err != nil && ctxErr != nil && errors.Is(err, ctxErr) {
+			err = context.Cause(ctx)
+		}
 	}()
-	return b.run(b.runCtx, ins)
+	return b.run(ctx, ins)
 }
 
-// drop replies to an item removed before compute because its ctx ended.
+// drop replies to an item removed before compute because its ctx ended or
+// Abort was called.
 func (b *Batcher[In, Out]) drop(it *item[In, Out], err error) {
 	b.obs.Dropped(err)
 	it.reply <- result[Out]{err: err} // the caller may have gone; the slot is buffered

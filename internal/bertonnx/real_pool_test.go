@@ -12,7 +12,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/embedd/embedd/internal/bertonnx"
-	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/testassets"
 	"github.com/embedd/embedd/internal/tokenize"
 )
@@ -189,7 +189,7 @@ func TestRealPooledGraphs(t *testing.T) {
 	if !ok || f.Derive == nil {
 		t.Fatalf("manifest of %s has no derived onnx file", m.Name)
 	}
-	dir := pull.ModelDir(testassets.CacheDir(), m)
+	dir := manifest.Dir(testassets.CacheDir(), m)
 	configPath, weights := filepath.Join(dir, f.Derive.Config), filepath.Join(dir, f.Derive.Weights)
 	b := newPoolBatch(t, filepath.Join(dir, m.Tokenizer))
 	const H = 384
@@ -335,7 +335,7 @@ func TestRealPooledGraphs(t *testing.T) {
 // the variants need not be pulled.
 func TestRealExportsMatchManifests(t *testing.T) {
 	base := testassets.Model(t, "all-minilm-l6-v2")
-	dir := pull.ModelDir(testassets.CacheDir(), base)
+	dir := manifest.Dir(testassets.CacheDir(), base)
 	cat := testassets.Catalog(t)
 	for _, name := range []string{"all-minilm-l6-v2", "all-minilm-l6-v2-fp16"} {
 		t.Run(name, func(t *testing.T) {

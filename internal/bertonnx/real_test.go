@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/embedd/embedd/internal/bertonnx"
-	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/testassets"
 )
 
@@ -28,7 +28,7 @@ func TestExportRealTokenGraphUnchanged(t *testing.T) {
 	if !ok || f.Derive == nil {
 		t.Fatalf("manifest of %s has no derived onnx file", m.Name)
 	}
-	dir := pull.ModelDir(testassets.CacheDir(), m)
+	dir := manifest.Dir(testassets.CacheDir(), m)
 	cfg, err := bertonnx.ReadConfig(filepath.Join(dir, f.Derive.Config))
 	if err != nil {
 		t.Fatal(err)

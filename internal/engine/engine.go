@@ -17,7 +17,9 @@
 //     budget runs alone).
 //   - Buffers are pooled per model; steady-state embedding does not grow the
 //     heap (see BenchmarkEmbedMemory).
-//   - Shutdown drains: texts accepted before it are computed.
+//   - Shutdown drains: texts accepted before it are computed. A forced
+//     Shutdown (its ctx ends first) stops the runs in flight and fails the
+//     texts not computed yet; a run also stops at Options.RunTimeout.
 //   - A batch the device has no memory for is split in halves and retried;
 //     a single text that still does not fit runs on the CPU. Only an error
 //     that is not a lack of memory fails the batch's texts.
@@ -33,12 +35,12 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/errlist"
 	"github.com/embedd/embedd/internal/manifest"
-	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/tokenize"
 )
 
@@ -59,9 +61,20 @@ type Options struct {
 	// Accel chooses the execution provider and thread counts.
 	Accel accel.Options
 	// Batch configures each model's dynamic batcher (size, token budget,
-	// queue delay, queue size, workers). Its Observer field is ignored; use
-	// Observer.
+	// queue delay, queue size, workers). Its Observer and RunTimeout fields
+	// are ignored; use Observer and RunTimeout.
 	Batch batch.Options
+	// RunTimeout is the longest one model run (a batch, with its
+	// out-of-memory splits and CPU retries) may take: then the run is
+	// stopped (ONNX Runtime between kernels, the native encoder between
+	// layers) and its texts fail with batch.ErrRunTimeout, which matches
+	// context.DeadlineExceeded. Default 2m; negative means no limit. The
+	// default is 15 to 20 times the longest run the built-in models make on
+	// a 2-core CPU (a full CPU batch, 32 texts of 256 tokens, on the fp32
+	// model: 6-8s measured on a shared, loaded machine; TestRunsStop logs
+	// it), so it stops a run that is stuck, not one that is slow, and frees
+	// its worker long after any interactive caller has given up.
+	RunTimeout time.Duration
 	// Observer, if set, returns the batch observer (metrics) of a model on a
 	// backend, e.g. (*metrics.Metrics).ForModel. If the observer also
 	// implements DeviceObserver it is told of out-of-memory splits and CPU
@@ -98,6 +111,7 @@ func DefaultOptions() Options {
 	return Options{
 		Accel:        accel.DefaultOptions(),
 		Batch:        b,
+		RunTimeout:   2 * time.Minute,
 		MaxTexts:     1024,
 		MaxTextBytes: 64 << 10,
 	}
@@ -110,6 +124,9 @@ func (o *Options) fill() {
 	}
 	if o.MaxTextBytes <= 0 {
 		o.MaxTextBytes = d.MaxTextBytes
+	}
+	if o.RunTimeout == 0 {
+		o.RunTimeout = d.RunTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -178,11 +195,11 @@ func (e *Engine) load(name string) (*Model, error) {
 		return nil, err
 	}
 	if !e.opts.SkipVerify {
-		if err := pull.Verify(e.opts.CacheDir, man); err != nil {
+		if err := manifest.Verify(e.opts.CacheDir, man); err != nil {
 			return nil, err
 		}
 	}
-	dir := pull.ModelDir(e.opts.CacheDir, man)
+	dir := manifest.Dir(e.opts.CacheDir, man)
 	tok, err := tokenize.Load(dir + "/" + man.Tokenizer)
 	if err != nil {
 		return nil, fmt.Errorf("engine: model %s: %w", name, err)
@@ -207,7 +224,7 @@ func (e *Engine) load(name string) (*Model, error) {
 	}
 	m := &Model{man: man, tok: tok, enc: enc, spec: spec, opts: &e.opts}
 	bopts := deviceBatch(e.opts.Batch, enc.Device())
-	bopts.Observer = nil
+	bopts.Observer, bopts.RunTimeout = nil, max(e.opts.RunTimeout, 0)
 	if e.opts.Observer != nil {
 		bopts.Observer = e.opts.Observer(name, m.Backend())
 		m.devObs, _ = bopts.Observer.(DeviceObserver)
@@ -273,8 +290,13 @@ func (e *Engine) Embed(ctx context.Context, model string, texts []string, o Embe
 }
 
 // Shutdown stops accepting texts, computes every text already accepted, and
-// releases the models. If ctx ends first, queued texts fail with ErrClosed
-// or ctx's error and the models are released anyway.
+// releases the models. If ctx ends first, the shutdown is forced: the runs
+// in flight are stopped (as at RunTimeout) and their texts, and every text
+// still queued, fail with batch.ErrAborted (which matches batch.ErrClosed);
+// Shutdown then returns ctx's error once the runs have returned and the
+// models are released. A run that has not returned abortGrace after it was
+// stopped keeps its model's encoder, which is then not released: freeing it
+// under a run would crash the process.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
@@ -287,9 +309,29 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		if l.model == nil {
 			continue
 		}
-		errs = append(errs, l.model.batcher.Shutdown(ctx), l.model.close())
+		errs = append(errs, l.model.shutdown(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// abortGrace is how long a forced Shutdown waits for a stopped run to
+// return. ONNX Runtime checks its terminate flag between kernels and the
+// native encoder checks ctx between layers, each milliseconds apart.
+const abortGrace = 10 * time.Second
+
+// shutdown drains the model's batcher, or aborts it when ctx ends first,
+// then releases the encoders once no run uses them.
+func (m *Model) shutdown(ctx context.Context) error {
+	err := m.batcher.Shutdown(ctx)
+	if err != nil {
+		m.batcher.Abort()
+		gctx, cancel := context.WithTimeout(context.Background(), abortGrace)
+		defer cancel()
+		if m.batcher.Shutdown(gctx) != nil {
+			return fmt.Errorf("engine: model %s: %w; a run did not stop within %v, so its encoder is not released", m.man.Name, err, abortGrace)
+		}
+	}
+	return errors.Join(err, m.close())
 }
 
 // Close is Shutdown without a deadline.

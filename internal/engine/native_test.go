@@ -8,7 +8,7 @@ import (
 
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/engine"
-	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/testassets"
 )
 
@@ -44,7 +44,7 @@ func TestNativeSpecAndBackend(t *testing.T) {
 		model, precision string
 	}{{"all-minilm-l6-v2", "fp32"}, {"all-minilm-l6-v2-fp16", "fp16"}} {
 		man := testassets.Model(t, tc.model)
-		dir := pull.ModelDir(testassets.CacheDir(), man)
+		dir := manifest.Dir(testassets.CacheDir(), man)
 		specs = nil
 		m := loadModel(t, e, tc.model)
 		if len(specs) != 1 {

@@ -23,6 +23,14 @@
 //	gpu_memory_free_bytes{device}               free GPU memory, read at each scrape (cuda builds only)
 //	gpu_memory_total_bytes{device}              total GPU memory, read at each scrape (cuda builds only)
 //
+// The model label of requests_total and request_duration_seconds names what
+// the request named: the model (embedding RPCs), the collection (vector
+// RPCs) or the feature set (GetFeatures); "" when it named none. Clients
+// choose those strings, so the label only takes names configured with Allow
+// (the model catalog, the configured collections, the registry's feature
+// sets); any other name counts under Other. The series stay bounded by
+// methods x configured names x codes whatever clients send.
+//
 // The GPU memory gauges exist only where a GPUMemoryFunc is registered
 // (RegisterGPUMemory: cmd/embedd does so in binaries built with the `cuda`
 // tag); a CPU build has no such series.
@@ -34,6 +42,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +65,72 @@ type Metrics struct {
 	OOMSplits       *prometheus.CounterVec
 	CPURetries      *prometheus.CounterVec
 	ModelBackend    *prometheus.GaugeVec
+
+	mu      sync.RWMutex
+	allowed [numKinds]map[string]struct{}
+}
+
+// Kind says which configured names bound a request's model label.
+type Kind int
+
+const (
+	// NoName is an RPC that names nothing: the label is always "".
+	NoName Kind = iota
+	// Model: the label is an embedding model's name.
+	Model
+	// Collection: the label is a vector collection's name.
+	Collection
+	// FeatureSet: the label is a feature set's name.
+	FeatureSet
+	numKinds
+)
+
+// Other is the model label of every name not allowed for its kind (a
+// configured name "other" shares that series).
+const Other = "other"
+
+// Allow makes names valid model label values for kind. Call it with the
+// configured names when they are known (serve: after the engine, the
+// index and the features service are open); requests naming anything else
+// count under Other.
+func (m *Metrics) Allow(kind Kind, names ...string) {
+	if kind <= NoName || kind >= numKinds {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.allowed[kind] == nil {
+		m.allowed[kind] = map[string]struct{}{}
+	}
+	for _, n := range names {
+		m.allowed[kind][n] = struct{}{}
+	}
+}
+
+// Label returns the model label of a request of kind that named name:
+// "" for no name or NoName, name when allowed for kind, else Other.
+func (m *Metrics) Label(kind Kind, name string) string {
+	if name == "" || kind == NoName {
+		return ""
+	}
+	if kind < 0 || kind >= numKinds {
+		return Other
+	}
+	m.mu.RLock()
+	_, ok := m.allowed[kind][name]
+	m.mu.RUnlock()
+	if ok {
+		return name
+	}
+	return Other
+}
+
+// Request records one finished RPC: method is the RPC's (fixed) name,
+// kind and name what it named (bounded by Label), code its gRPC code.
+func (m *Metrics) Request(method string, kind Kind, name, code string, d time.Duration) {
+	label := m.Label(kind, name)
+	m.Requests.WithLabelValues(method, label, code).Inc()
+	m.RequestDuration.WithLabelValues(method, label).Observe(d.Seconds())
 }
 
 // New creates the collectors and registers them on reg.

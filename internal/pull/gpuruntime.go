@@ -96,7 +96,7 @@ func (p *Puller) pullWheelRuntime(ctx context.Context, rt WheelRuntime) (string,
 	core := filepath.Join(dir, rt.Libs[0].Name)
 	var todo []WheelLib
 	for _, l := range rt.Libs {
-		if verifyFile(filepath.Join(dir, l.Name), l.file()) != nil {
+		if manifest.VerifyFile(filepath.Join(dir, l.Name), l.file()) != nil {
 			todo = append(todo, l)
 		}
 	}
@@ -172,7 +172,7 @@ func verifyWheelRuntime(cacheDir string, rt WheelRuntime) error {
 	dir := gpuRuntimeDir(cacheDir, rt)
 	var errs []error
 	for _, l := range rt.Libs {
-		if err := verifyFile(filepath.Join(dir, l.Name), l.file()); err != nil {
+		if err := manifest.VerifyFile(filepath.Join(dir, l.Name), l.file()); err != nil {
 			errs = append(errs, err)
 		}
 	}

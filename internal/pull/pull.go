@@ -34,10 +34,12 @@ import (
 
 // Errors reported by Verify and Pull, wrapped with the path and hashes.
 var (
-	// ErrMissing reports a model file that is not in the cache.
-	ErrMissing = errors.New("pull: file missing")
-	// ErrChecksum reports a file whose sha256 is not the pinned one.
-	ErrChecksum = errors.New("pull: sha256 mismatch")
+	// ErrMissing reports a model file that is not in the cache; it is
+	// manifest.ErrMissing, which the model loader reports too.
+	ErrMissing = manifest.ErrMissing
+	// ErrChecksum reports a file whose sha256 is not the pinned one
+	// (manifest.ErrChecksum).
+	ErrChecksum = manifest.ErrChecksum
 	// ErrNoSource reports a file that no source could provide.
 	ErrNoSource = errors.New("pull: no source succeeded")
 )
@@ -71,52 +73,11 @@ func New(opts Options) *Puller {
 	return &Puller{opts: opts}
 }
 
-// ModelDir is where the files of m live.
-func ModelDir(cacheDir string, m *manifest.Model) string {
-	return filepath.Join(cacheDir, "models", m.Name)
-}
-
-// Verify checks that every file of m is present in the cache with its pinned
-// sha256 and size. The error names the path and the expected hash.
-func Verify(cacheDir string, m *manifest.Model) error {
-	dir := ModelDir(cacheDir, m)
-	var errs []error
-	for _, f := range m.Files {
-		if err := verifyFile(filepath.Join(dir, f.Name), f); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("model %s is not ready (run `embedd models pull %s`): %w", m.Name, m.Name, errors.Join(errs...))
-	}
-	return nil
-}
-
-func verifyFile(path string, f manifest.File) error {
-	fh, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %s (expected sha256 %s)", ErrMissing, path, f.SHA256)
-	}
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, fh)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 || n != f.Size {
-		return fmt.Errorf("%w: %s has sha256 %s (%d bytes); expected %s (%d bytes)", ErrChecksum, path, got, n, f.SHA256, f.Size)
-	}
-	return nil
-}
-
 // Pull makes every file of m present and verified in the cache. Files already
 // present with the right hash are kept; derived files are built after the
 // files they depend on.
 func (p *Puller) Pull(ctx context.Context, m *manifest.Model) error {
-	dir := ModelDir(p.opts.Dir, m)
+	dir := manifest.Dir(p.opts.Dir, m)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -127,7 +88,7 @@ func (p *Puller) Pull(ctx context.Context, m *manifest.Model) error {
 				continue
 			}
 			dst := filepath.Join(dir, f.Name)
-			if verifyFile(dst, f) == nil {
+			if manifest.VerifyFile(dst, f) == nil {
 				p.opts.Logger.Info("file ok", "model", m.Name, "file", f.Name)
 				continue
 			}
@@ -136,7 +97,7 @@ func (p *Puller) Pull(ctx context.Context, m *manifest.Model) error {
 			}
 		}
 	}
-	return Verify(p.opts.Dir, m)
+	return manifest.Verify(p.opts.Dir, m)
 }
 
 func (p *Puller) fetch(ctx context.Context, dir string, f manifest.File) error {

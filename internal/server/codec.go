@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -13,11 +12,14 @@ import (
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
-// Codec is the server's gRPC codec: the standard proto codec, except that an
-// EmbedRequest whose strings are not valid UTF-8 still decodes, so that the
-// handler can answer INVALID_ARGUMENT naming the text and byte offset
-// instead of the opaque INTERNAL "error unmarshalling request" that gRPC
-// gives for any decode failure. Install it with grpc.ForceServerCodecV2.
+// Codec is the server's gRPC codec: the standard proto codec, except that a
+// request whose strings are not valid UTF-8 still decodes, so that the
+// client gets INVALID_ARGUMENT naming the field and byte offset instead of
+// the opaque INTERNAL "error unmarshalling request" that gRPC gives for any
+// decode failure (utf8.go). An EmbedRequest keeps the bytes of its texts for
+// the engine to validate; any other request has them emptied and carries
+// the finding to the interceptors. Install it with grpc.ForceServerCodecV2,
+// with the interceptors of ServerOptions.
 type Codec struct{}
 
 var _ encoding.CodecV2 = Codec{}
@@ -30,26 +32,35 @@ func (Codec) Name() string { return "proto" }
 // Marshal is the standard proto marshal.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
 
-// Unmarshal is the standard proto unmarshal with the lenient fallback for
-// EmbedRequest.
+// Unmarshal is the standard proto unmarshal. Only when that fails does it
+// look at the bytes: if a string field in them is not valid UTF-8 it decodes
+// leniently, else it returns the standard error. The decision rests on what
+// the bytes hold, not on the error's text.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := protoCodec.Unmarshal(data, v)
-	if err == nil || !strings.Contains(err.Error(), "UTF-8") {
+	m, isProto := v.(proto.Message)
+	switch {
+	case !isProto:
 		return err
+	case err == nil:
+		dropForgedFinding(m)
+		return nil
 	}
-	req, ok := v.(*embeddv1.EmbedRequest)
-	if !ok {
-		m, isProto := v.(proto.Message)
-		if !isProto {
+	buf := data.Materialize()
+	if req, ok := v.(*embeddv1.EmbedRequest); ok {
+		if !hasInvalidUTF8(buf, req.ProtoReflect().Descriptor()) {
 			return err
 		}
-		if lerr := unmarshalMarkingUTF8(data.Materialize(), m); lerr != nil {
+		if lerr := unmarshalLenient(buf, req); lerr != nil {
 			return errors.Join(err, lerr)
 		}
 		return nil
 	}
-	buf := data.Materialize()
-	if lerr := unmarshalLenient(buf, req); lerr != nil {
+	marked, lerr := unmarshalMarkingUTF8(buf, m)
+	switch {
+	case !marked:
+		return err
+	case lerr != nil:
 		return errors.Join(err, lerr)
 	}
 	return nil

@@ -11,18 +11,23 @@ import (
 
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/features/drift"
 	"github.com/embedd/embedd/internal/features/service"
 	"github.com/embedd/embedd/internal/features/window"
 	"github.com/embedd/embedd/internal/index"
-	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/store"
 )
 
-// toStatus is the one error table of the service: core errors to gRPC
-// status codes. Messages keep the core error's text, which names the item,
-// index and limit. Unknown errors become INTERNAL and are logged; their text
-// is not sent to the client.
-func (s *Service) toStatus(err error) error {
+// errMonitorOff reports GetFeatureStats on a server without a drift monitor.
+var errMonitorOff = errors.New("feature monitoring is off (--feature-monitor=false)")
+
+// toStatus is the one error table of the transport: core errors to gRPC
+// status codes, for every RPC of every service. Messages keep the core
+// error's text, which names the item, index and limit. Unknown errors
+// become INTERNAL and are logged to o.Logger; their text is not sent to the
+// client. o supplies the back-off hint of RESOURCE_EXHAUSTED (RetryAfter).
+func toStatus(err error, o *Options) error {
 	if err == nil {
 		return nil
 	}
@@ -38,11 +43,11 @@ func (s *Service) toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, engine.ErrUnknownModel), errors.Is(err, index.ErrUnknownCollection),
 		errors.Is(err, index.ErrNotFound), errors.Is(err, store.ErrNotFound),
-		errors.Is(err, service.ErrUnknown):
+		errors.Is(err, service.ErrUnknown), errors.Is(err, drift.ErrUnknownFeature):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, batch.ErrQueueFull):
 		st := status.New(codes.ResourceExhausted, err.Error()+"; retry later")
-		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(s.opts.RetryAfter)}); derr == nil {
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(o.RetryAfter)}); derr == nil {
 			st = d
 		}
 		return st.Err()
@@ -51,11 +56,11 @@ func (s *Service) toStatus(err error) error {
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, service.ErrUnavailable):
 		// The message names the store ("redis: store: unavailable: ...").
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, index.ErrNoFeatures):
+	case errors.Is(err, index.ErrNoFeatures), errors.Is(err, errMonitorOff):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, pull.ErrMissing), errors.Is(err, pull.ErrChecksum):
+	case errors.Is(err, manifest.ErrMissing), errors.Is(err, manifest.ErrChecksum):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
-	s.opts.Logger.Error("internal error", "err", err)
+	o.Logger.Error("internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
 }

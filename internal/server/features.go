@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -12,6 +13,7 @@ import (
 	"github.com/embedd/embedd/internal/features/drift"
 	"github.com/embedd/embedd/internal/features/service"
 	"github.com/embedd/embedd/internal/features/window"
+	"github.com/embedd/embedd/internal/metrics"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -46,7 +48,7 @@ func eventCode(err error) codes.Code {
 
 // IngestEvents implements FeatureService.IngestEvents.
 func (f *Features) IngestEvents(ctx context.Context, req *embeddv1.IngestEventsRequest) (_ *embeddv1.IngestEventsResponse, err error) {
-	defer f.s.observe("IngestEvents", "", time.Now(), &err)
+	defer f.s.observe("IngestEvents", metrics.NoName, "", time.Now(), &err)
 	evs := make([]features.Event, len(req.GetEvents()))
 	for i, e := range req.GetEvents() {
 		evs[i] = features.Event{EntityID: e.GetEntityId(), Type: e.GetEventType(), Values: e.GetValues(), Context: e.GetContext()}
@@ -56,7 +58,7 @@ func (f *Features) IngestEvents(ctx context.Context, req *embeddv1.IngestEventsR
 	}
 	errs, err := f.svc.Ingest(ctx, evs)
 	if err != nil {
-		return nil, f.s.toStatus(err)
+		return nil, toStatus(err, &f.s.opts)
 	}
 	out := &embeddv1.IngestEventsResponse{}
 	for i, e := range errs {
@@ -78,14 +80,14 @@ var sources = map[features.Source]embeddv1.ValueSource{
 
 // GetFeatures implements FeatureService.GetFeatures.
 func (f *Features) GetFeatures(ctx context.Context, req *embeddv1.GetFeaturesRequest) (_ *embeddv1.GetFeaturesResponse, err error) {
-	defer f.s.observe("GetFeatures", req.GetFeatureSet(), time.Now(), &err)
+	defer f.s.observe("GetFeatures", metrics.FeatureSet, req.GetFeatureSet(), time.Now(), &err)
 	gr := service.GetRequest{Entities: req.GetEntityIds(), Features: req.GetFeatures(), Set: req.GetFeatureSet(), Context: req.GetContext()}
 	if req.GetAsOf() != nil {
 		gr.AsOf = req.GetAsOf().AsTime()
 	}
 	res, err := f.svc.Get(ctx, gr)
 	if err != nil {
-		return nil, f.s.toStatus(err)
+		return nil, toStatus(err, &f.s.opts)
 	}
 	out := &embeddv1.GetFeaturesResponse{Entities: make([]*embeddv1.EntityFeatures, len(res))}
 	if len(res) > 0 {
@@ -138,23 +140,9 @@ func summary(s drift.Summary) *embeddv1.FeatureSummary {
 
 // GetFeatureStats implements FeatureService.GetFeatureStats.
 func (f *Features) GetFeatureStats(ctx context.Context, req *embeddv1.GetFeatureStatsRequest) (*embeddv1.GetFeatureStatsResponse, error) {
-	if f.monitor == nil {
-		return nil, status.Error(codes.FailedPrecondition, "feature monitoring is off (--feature-monitor=false)")
-	}
-	var reports []drift.Report
-	if len(req.GetFeatures()) == 0 {
-		reports = f.monitor.Reports()
-	} else {
-		if len(req.GetFeatures()) > service.MaxFeatures {
-			return nil, status.Errorf(codes.InvalidArgument, "%d features; limit %d", len(req.GetFeatures()), service.MaxFeatures)
-		}
-		for i, name := range req.GetFeatures() {
-			r, err := f.monitor.Report(name)
-			if err != nil {
-				return nil, status.Errorf(codes.NotFound, "features[%d]: %v", i, err)
-			}
-			reports = append(reports, r)
-		}
+	reports, err := f.reports(req.GetFeatures())
+	if err != nil {
+		return nil, toStatus(err, &f.s.opts)
 	}
 	out := &embeddv1.GetFeatureStatsResponse{}
 	for _, r := range reports {
@@ -164,4 +152,26 @@ func (f *Features) GetFeatureStats(ctx context.Context, req *embeddv1.GetFeature
 		})
 	}
 	return out, nil
+}
+
+// reports returns the drift reports of names, or of every tracked feature
+// when names is empty; errors are core errors for the error table.
+func (f *Features) reports(names []string) ([]drift.Report, error) {
+	switch {
+	case f.monitor == nil:
+		return nil, errMonitorOff
+	case len(names) == 0:
+		return f.monitor.Reports(), nil
+	case len(names) > service.MaxFeatures:
+		return nil, fmt.Errorf("%w: %d features; limit %d", errInvalid, len(names), service.MaxFeatures)
+	}
+	reports := make([]drift.Report, 0, len(names))
+	for i, name := range names {
+		r, err := f.monitor.Report(name)
+		if err != nil {
+			return nil, fmt.Errorf("features[%d]: %w", i, err)
+		}
+		reports = append(reports, r)
+	}
+	return reports, nil
 }

@@ -67,7 +67,7 @@ const (
 )
 
 // ServerOptions returns the grpc.ServerOptions embedd needs: explicit
-// message size limits, and the codec and interceptor that turn invalid
+// message size limits, and the codec and interceptors that turn invalid
 // UTF-8 in any request into INVALID_ARGUMENT naming the field (utf8.go).
 func ServerOptions(maxRecv int) []grpc.ServerOption {
 	if maxRecv <= 0 {
@@ -76,6 +76,7 @@ func ServerOptions(maxRecv int) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec{}),
 		grpc.ChainUnaryInterceptor(rejectBadUTF8),
+		grpc.ChainStreamInterceptor(rejectBadUTF8Stream),
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxSendMessageBytes),
 	}
@@ -111,10 +112,10 @@ func New(eng *engine.Engine, opts Options) *Service {
 // Embed embeds a list of texts.
 func (s *Service) Embed(ctx context.Context, req *embeddv1.EmbedRequest) (resp *embeddv1.EmbedResponse, err error) {
 	model := s.model(req.GetModel())
-	defer s.observe("Embed", model, time.Now(), &err)
+	defer s.observe("Embed", metrics.Model, model, time.Now(), &err)
 	resp, err = s.embed(ctx, model, req, batch.Online)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, toStatus(err, &s.opts)
 	}
 	return resp, nil
 }
@@ -205,7 +206,7 @@ func encode(res *engine.Result, out embeddv1.OutputType, requestID string) (*emb
 // answered with its error in the response; the stream stays open.
 func (s *Service) EmbedStream(stream grpc.BidiStreamingServer[embeddv1.EmbedRequest, embeddv1.EmbedResponse]) (err error) {
 	ctx := stream.Context()
-	defer s.observe("EmbedStream", s.opts.DefaultModel, time.Now(), &err)
+	defer s.observe("EmbedStream", metrics.Model, s.opts.DefaultModel, time.Now(), &err)
 	out := make(chan *embeddv1.EmbedResponse, s.opts.MaxStreamInFlight)
 	sendDone := make(chan error, 1)
 	go func() {
@@ -243,8 +244,8 @@ func (s *Service) EmbedStream(stream grpc.BidiStreamingServer[embeddv1.EmbedRequ
 			model := s.model(req.GetModel())
 			start := time.Now()
 			resp, err := s.embed(ctx, model, req, batch.Bulk)
-			st := s.toStatus(err)
-			s.observe("EmbedStream.item", model, start, &st)
+			st := toStatus(err, &s.opts)
+			s.observe("EmbedStream.item", metrics.Model, model, start, &st)
 			if err != nil {
 				sts := status.Convert(st)
 				resp = &embeddv1.EmbedResponse{RequestId: strings.ToValidUTF8(req.GetRequestId(), "\uFFFD"), Model: strings.ToValidUTF8(model, "\uFFFD"),
@@ -257,7 +258,7 @@ func (s *Service) EmbedStream(stream grpc.BidiStreamingServer[embeddv1.EmbedRequ
 	close(out)
 	sendErr := <-sendDone
 	if recvErr != nil {
-		return s.toStatus(recvErr)
+		return toStatus(recvErr, &s.opts)
 	}
 	return sendErr
 }
@@ -268,7 +269,7 @@ func (s *Service) ListModels(ctx context.Context, _ *embeddv1.ListModelsRequest)
 	for _, name := range s.eng.Models() {
 		info, err := s.info(name)
 		if err != nil {
-			return nil, s.toStatus(err)
+			return nil, toStatus(err, &s.opts)
 		}
 		resp.Models = append(resp.Models, info)
 	}
@@ -279,7 +280,7 @@ func (s *Service) ListModels(ctx context.Context, _ *embeddv1.ListModelsRequest)
 func (s *Service) GetModel(ctx context.Context, req *embeddv1.GetModelRequest) (*embeddv1.ModelInfo, error) {
 	info, err := s.info(s.model(req.GetName()))
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, toStatus(err, &s.opts)
 	}
 	return info, nil
 }
@@ -304,15 +305,16 @@ func (s *Service) info(name string) (*embeddv1.ModelInfo, error) {
 	return info, nil
 }
 
-// observe records one finished RPC. errp points at the handler's error.
-func (s *Service) observe(method, model string, start time.Time, errp *error) {
+// observe records one finished RPC that named name, a kind of name
+// (metrics.Label bounds it to configured names). errp points at the
+// handler's error.
+func (s *Service) observe(method string, kind metrics.Kind, name string, start time.Time, errp *error) {
 	if s.opts.Metrics == nil {
 		return
 	}
 	code := status.Code(*errp)
 	if *errp != nil && code == codes.Unknown {
-		code = status.Code(s.toStatus(*errp))
+		code = status.Code(toStatus(*errp, &s.opts))
 	}
-	s.opts.Metrics.Requests.WithLabelValues(method, model, code.String()).Inc()
-	s.opts.Metrics.RequestDuration.WithLabelValues(method, model).Observe(time.Since(start).Seconds())
+	s.opts.Metrics.Request(method, kind, name, code.String(), time.Since(start))
 }

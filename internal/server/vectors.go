@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/embedd/embedd/internal/index"
+	"github.com/embedd/embedd/internal/metrics"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -33,9 +34,9 @@ func (v *Vectors) limit(what string, n int) error {
 
 // Upsert implements VectorService.Upsert.
 func (v *Vectors) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (_ *embeddv1.UpsertResponse, err error) {
-	defer v.s.observe("Upsert", req.GetCollection(), time.Now(), &err)
+	defer v.s.observe("Upsert", metrics.Collection, req.GetCollection(), time.Now(), &err)
 	if err := v.limit("items", len(req.GetItems())); err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	items := make([]index.Item, len(req.GetItems()))
 	for i, it := range req.GetItems() {
@@ -43,7 +44,7 @@ func (v *Vectors) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (_ *e
 	}
 	res, err := v.idx.Upsert(ctx, index.UpsertRequest{Collection: req.GetCollection(), Items: items, Truncate: req.GetTruncate()})
 	if err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	return &embeddv1.UpsertResponse{
 		Upserted: uint32(res.Upserted), Collection: res.Collection, Model: res.Model,
@@ -53,7 +54,7 @@ func (v *Vectors) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (_ *e
 
 // Search implements VectorService.Search.
 func (v *Vectors) Search(ctx context.Context, req *embeddv1.SearchRequest) (_ *embeddv1.SearchResponse, err error) {
-	defer v.s.observe("Search", req.GetCollection(), time.Now(), &err)
+	defer v.s.observe("Search", metrics.Collection, req.GetCollection(), time.Now(), &err)
 	q := index.Query{
 		Collection: req.GetCollection(), Text: req.GetText(), Vector: req.GetVector().GetValues(), ID: req.GetId(),
 		TopK: int(min(req.GetTopK(), 1<<20)), Filter: req.GetFilter(), Rescore: req.GetRescore(),
@@ -62,7 +63,7 @@ func (v *Vectors) Search(ctx context.Context, req *embeddv1.SearchRequest) (_ *e
 	}
 	res, err := v.idx.Search(ctx, q)
 	if err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	out := &embeddv1.SearchResponse{Collection: res.Collection, ModelVersion: res.ModelVersion, Rescored: res.Rescored, Hits: make([]*embeddv1.Hit, len(res.Hits))}
 	for i, h := range res.Hits {
@@ -73,13 +74,13 @@ func (v *Vectors) Search(ctx context.Context, req *embeddv1.SearchRequest) (_ *e
 
 // Get implements VectorService.Get.
 func (v *Vectors) Get(ctx context.Context, req *embeddv1.GetRequest) (_ *embeddv1.GetResponse, err error) {
-	defer v.s.observe("Get", req.GetCollection(), time.Now(), &err)
+	defer v.s.observe("Get", metrics.Collection, req.GetCollection(), time.Now(), &err)
 	if err := v.limit("ids", len(req.GetIds())); err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	items, missing, err := v.idx.Get(ctx, req.GetCollection(), req.GetIds(), req.GetIncludeVectors())
 	if err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	out := &embeddv1.GetResponse{Missing: missing, Items: make([]*embeddv1.StoredItem, len(items))}
 	for i, it := range items {
@@ -98,13 +99,13 @@ func (v *Vectors) Get(ctx context.Context, req *embeddv1.GetRequest) (_ *embeddv
 
 // Delete implements VectorService.Delete.
 func (v *Vectors) Delete(ctx context.Context, req *embeddv1.DeleteRequest) (_ *embeddv1.DeleteResponse, err error) {
-	defer v.s.observe("Delete", req.GetCollection(), time.Now(), &err)
+	defer v.s.observe("Delete", metrics.Collection, req.GetCollection(), time.Now(), &err)
 	if err := v.limit("ids", len(req.GetIds())); err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	res, err := v.idx.Delete(ctx, req.GetCollection(), req.GetIds())
 	if err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	return &embeddv1.DeleteResponse{Deleted: uint32(res.Deleted), Queued: res.Queued}, nil
 }
@@ -125,13 +126,13 @@ func (v *Vectors) ListCollections(context.Context, *embeddv1.ListCollectionsRequ
 
 // UpsertHybrid implements VectorService.UpsertHybrid.
 func (v *Vectors) UpsertHybrid(ctx context.Context, req *embeddv1.UpsertHybridRequest) (_ *embeddv1.UpsertHybridResponse, err error) {
-	defer v.s.observe("UpsertHybrid", req.GetCollection(), time.Now(), &err)
+	defer v.s.observe("UpsertHybrid", metrics.Collection, req.GetCollection(), time.Now(), &err)
 	if err := v.limit("ids", len(req.GetIds())); err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	res, err := v.idx.UpsertHybrid(ctx, req.GetCollection(), req.GetIds())
 	if err != nil {
-		return nil, v.s.toStatus(err)
+		return nil, toStatus(err, &v.s.opts)
 	}
 	out := &embeddv1.UpsertHybridResponse{Upserted: uint32(res.Upserted), NotFound: res.NotFound, StatsVersion: res.StatsVersion, StatsFrozen: res.Frozen}
 	for _, id := range req.GetIds() {

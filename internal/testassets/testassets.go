@@ -86,7 +86,7 @@ func Model(t testing.TB, name string) *manifest.Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pull.Verify(CacheDir(), m); err != nil {
+	if err := manifest.Verify(CacheDir(), m); err != nil {
 		missing(t, "model %s not pulled: %v", name, err)
 	}
 	return m

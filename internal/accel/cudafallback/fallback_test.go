@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/embedd/embedd/internal/accel"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/testassets"
 )
@@ -24,7 +25,7 @@ func TestGPURuntimeCUDAOrFallback(t *testing.T) {
 	}
 	m := testassets.Model(t, "all-minilm-l6-v2")
 	spec := accel.ModelSpec{
-		Path:     filepath.Join(pull.ModelDir(testassets.CacheDir(), m), m.ONNX),
+		Path:     filepath.Join(manifest.Dir(testassets.CacheDir(), m), m.ONNX),
 		InputIDs: "input_ids", AttentionMask: "attention_mask", TokenTypeIDs: "token_type_ids",
 		Output: m.Output, Pooled: m.Pooled, NormOutput: m.NormOutput, Hidden: m.Dims,
 	}

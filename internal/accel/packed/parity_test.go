@@ -16,7 +16,6 @@ import (
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/accel/packed"
 	"github.com/embedd/embedd/internal/manifest"
-	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/quant"
 	"github.com/embedd/embedd/internal/testassets"
 	"github.com/embedd/embedd/internal/tokenize"
@@ -49,7 +48,7 @@ type realModel struct {
 func loadRealWeights(t testing.TB) *realModel {
 	t.Helper()
 	man := testassets.Model(t, parityModel)
-	dir := pull.ModelDir(testassets.CacheDir(), man)
+	dir := manifest.Dir(testassets.CacheDir(), man)
 	w, err := packed.LoadWeights(filepath.Join(dir, "config.json"), filepath.Join(dir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +66,7 @@ func loadRealModel(t *testing.T) *realModel {
 	t.Helper()
 	testassets.Runtime(t)
 	m := loadRealWeights(t)
-	man, dir := m.man, pull.ModelDir(testassets.CacheDir(), m.man)
+	man, dir := m.man, manifest.Dir(testassets.CacheDir(), m.man)
 	spec := accel.ModelSpec{
 		Path:          filepath.Join(dir, man.ONNX),
 		InputIDs:      man.Inputs.InputIDs,

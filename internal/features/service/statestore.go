@@ -191,10 +191,15 @@ redis.call('HSET', KEYS[1], 'd', ARGV[2], 'r', tostring((tonumber(r) or 0) + 1))
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1`
 
-// NewRedis returns a Redis state store on c (owned by the caller).
+// DefaultRedisPrefix is the key prefix of Redis state hashes when NewRedis
+// is given none (cmd/embedd: --redis-feature-prefix).
+const DefaultRedisPrefix = "embedd:fst:"
+
+// NewRedis returns a Redis state store on c (owned by the caller); an
+// empty prefix means DefaultRedisPrefix.
 func NewRedis(c goredis.UniversalClient, cfg window.Config, prefix string, ttl time.Duration) *Redis {
 	if prefix == "" {
-		prefix = "embedd:fst:"
+		prefix = DefaultRedisPrefix
 	}
 	return &Redis{c: c, cfg: cfg, prefix: prefix, ttl: ttl, cas: goredis.NewScript(casSource)}
 }
@@ -429,7 +434,8 @@ func (m *Memory) LoadFile(path string) error {
 	}
 	r := &reader{b: b[4 : len(b)-4]}
 	n := int(r.u32())
-	states := make(map[string][]byte, n)
+	// n is a claim: an entity takes at least 6 bytes (id and state lengths).
+	states := make(map[string][]byte, min(n, len(r.b)/6))
 	for range n {
 		id := r.str()
 		st := r.take(int(r.u32()))

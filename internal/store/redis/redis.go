@@ -16,12 +16,17 @@
 //
 // Errors: a connection failure is store.ErrUnavailable naming "redis".
 //
+// Clients: Options and NewClient are embedd's one Redis client
+// configuration; cmd/embedd builds the online store's client and the
+// feature stores' client from the same Options.
+//
 // Concurrency: safe for concurrent use (the go-redis client pools
 // connections).
 package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,36 +41,46 @@ import (
 
 var _ store.Online = (*Online)(nil)
 
-// Options configures Online.
+// Options is embedd's one Redis configuration: the connection settings
+// every go-redis client of the process is built from (NewClient: the online
+// store here and the feature state, session and stream stores of
+// internal/features), plus this store's key prefix. Zero fields take the
+// defaults of DefaultOptions.
 type Options struct {
 	// Addr is host:port. Default "127.0.0.1:6379".
 	Addr string
-	// Password for AUTH; empty means none.
+	// Password for AUTH; empty means none. Never logged: cmd/embedd reads
+	// it from --redis-password or EMBEDD_REDIS_PASSWORD and prints neither.
 	Password string
 	// DB is the database number. Default 0.
 	DB int
-	// Prefix is prepended to every key. Default "embedd:ent:".
+	// Prefix is prepended to every key of the online store (entity
+	// hashes). Default "embedd:ent:". NewClient ignores it; the feature
+	// stores have their own prefixes.
 	Prefix string
-	// PoolSize is the connection pool size. Default 10 per CPU (go-redis).
+	// PoolSize is the connection pool size of each client. Default 10 per
+	// CPU (go-redis).
 	PoolSize int
 	// DialTimeout, ReadTimeout, WriteTimeout bound each network step.
-	// Defaults 2s, 1s, 1s; zero means the default.
+	// Defaults 2s, 1s, 1s; zero means the default. Blocking stream reads
+	// (XREADGROUP BLOCK) get their block time plus 10s from go-redis.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// TLS, when not nil, makes the client negotiate TLS with it. Default
+	// nil: plaintext.
+	TLS *tls.Config
 }
+
+// MaxRetries is how often a client built by NewClient retries a command
+// after a network error (go-redis's default is 3).
+const MaxRetries = 1
 
 // DefaultOptions returns the defaults.
 func DefaultOptions() Options {
 	return Options{Addr: "127.0.0.1:6379", Prefix: "embedd:ent:", DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second}
 }
 
-// Online is the Redis-backed online store.
-type Online struct {
-	c      *goredis.Client
-	prefix string
-}
-
-// New connects (lazily) to Redis; use Ping to check reachability.
-func New(opts Options) *Online {
+// withDefaults fills the zero fields of opts from DefaultOptions.
+func withDefaults(opts Options) Options {
 	d := DefaultOptions()
 	if opts.Addr == "" {
 		opts.Addr = d.Addr
@@ -82,12 +97,33 @@ func New(opts Options) *Online {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = d.WriteTimeout
 	}
-	c := goredis.NewClient(&goredis.Options{
+	return opts
+}
+
+// NewClient returns a go-redis client (connecting lazily) with opts'
+// connection settings, defaults applied and MaxRetries retries. It is the
+// one place embedd turns Options into a client; the caller owns and closes
+// it.
+func NewClient(opts Options) *goredis.Client {
+	opts = withDefaults(opts)
+	return goredis.NewClient(&goredis.Options{
 		Addr: opts.Addr, Password: opts.Password, DB: opts.DB, PoolSize: opts.PoolSize,
 		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-		MaxRetries: 1,
+		MaxRetries: MaxRetries, TLSConfig: opts.TLS,
 	})
-	return &Online{c: c, prefix: opts.Prefix}
+}
+
+// Online is the Redis-backed online store.
+type Online struct {
+	c      *goredis.Client
+	prefix string
+}
+
+// New connects (lazily) to Redis with a client of its own from NewClient;
+// use Ping to check reachability.
+func New(opts Options) *Online {
+	opts = withDefaults(opts)
+	return &Online{c: NewClient(opts), prefix: opts.Prefix}
 }
 
 // Ping checks that the server answers.
