@@ -111,8 +111,24 @@ golden: setup
 proto:
 	scripts/proto.sh
 
+# Fuzz every target in the tree (each func FuzzXxx in a _test.go under cmd/
+# and internal/) in turn, each for FUZZTIME: a duration, or Nx executions
+# (the counts in closing notes: FUZZTIME=1000000x FUZZFLAGS=-parallel=1).
+# FUZZ selects targets: an extended regexp matching whole names, e.g.
+# `make fuzz FUZZ='FuzzOpenLog|FuzzFrames'`. Not in CI; the seeds and the
+# committed corpora (testdata/fuzz/FuzzXxx) run in every `go test`. A
+# failing input is written to testdata/fuzz: fix the decoder and commit it.
+FUZZTIME ?= 10s
+FUZZFLAGS ?=
+FUZZ ?= Fuzz.*
 fuzz:
-	$(GO) test ./internal/tokenize -run '^$$' -fuzz FuzzEncode -fuzztime 60s
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal | sort); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "$$t" | grep -qxE '$(FUZZ)' || continue; \
+	    echo "== ./$$(dirname $$f) $$t"; \
+	    $(GO) test ./$$(dirname $$f) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS); \
+	  done; \
+	done
 
 clean:
 	rm -rf bin bench/out

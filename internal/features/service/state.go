@@ -208,7 +208,8 @@ func unmarshalState(data []byte, cfg window.Config) (*State, error) {
 	s.Seq = r.u64()
 	s.LastActivity = int64(r.u64())
 	s.SessionID = r.str()
-	for range r.u16() {
+	// The counts are claims: each loop stops at the first short read.
+	for i, count := 0, r.u16(); i < count && r.err == nil; i++ {
 		v := features.Value{Name: r.str(), Version: int(r.u32())}
 		nb := r.take(1)
 		v.Null = len(nb) == 1 && nb[0] == 1
@@ -216,11 +217,11 @@ func unmarshalState(data []byte, cfg window.Config) (*State, error) {
 		v.Timestamp = time.Unix(0, int64(r.u64())).UTC()
 		s.Session = append(s.Session, v)
 	}
-	for range r.u16() {
+	for i, count := 0, r.u16(); i < count && r.err == nil; i++ {
 		n := r.str()
 		s.External[n] = External{V: math.Float64frombits(r.u64()), TS: int64(r.u64())}
 	}
-	for range r.u16() {
+	for i, count := 0, r.u16(); i < count && r.err == nil; i++ {
 		n := r.str()
 		p := r.take(int(r.u32()))
 		if r.err != nil {

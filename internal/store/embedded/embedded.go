@@ -407,15 +407,21 @@ func (s *Store) resolveSnapshot(p *pendingSnap, pos logPos) {
 	s.maybeIndex(c)
 }
 
-// apply decodes one log payload into memory.
+// apply decodes one log payload into memory. Counts and dimensions in p
+// are claims: loops stop at the first short read, and allocations are
+// bounded by the bytes left in p. A corrupt entry fails with errShort and
+// changes nothing, as the replay drops it from the log.
 func (s *Store) apply(p []byte) error {
 	d := &dec{b: p}
 	switch d.byte() {
 	case opColl:
-		name, dims := d.str(), int(d.uvarint())
+		name, dims := d.str(), d.uvarint()
+		if d.err == nil && (dims < 1 || dims > store.MaxDims) {
+			d.fail()
+		}
 		if d.err == nil {
 			if _, ok := s.colls[name]; !ok {
-				c := &collection{dims: dims, recs: map[string]*record{}}
+				c := &collection{dims: int(dims), recs: map[string]*record{}}
 				c.deferGraph = slices.ContainsFunc(s.pending, func(p *pendingSnap) bool { return p.h.name == name })
 				s.colls[name] = c
 			}
@@ -426,8 +432,8 @@ func (s *Store) apply(p []byte) error {
 		if c == nil {
 			return errShort
 		}
-		recs := make([]store.Record, 0, n)
-		for range n {
+		recs := make([]store.Record, 0, min(n, uint64(len(d.b))))
+		for i := uint64(0); i < n && d.err == nil; i++ {
 			r := store.Record{ID: d.str(), Vector: make([]float32, c.dims)}
 			d.f32s(r.Vector)
 			r.Metadata, r.ModelVersion = d.bytes(), d.str()
@@ -440,9 +446,12 @@ func (s *Store) apply(p []byte) error {
 	case opDelete:
 		c := s.colls[d.str()]
 		n := d.uvarint()
-		for range n {
-			id := d.str()
-			if c != nil && d.err == nil {
+		ids := make([]string, 0, min(n, uint64(len(d.b))))
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			ids = append(ids, d.str())
+		}
+		if c != nil && d.err == nil {
+			for _, id := range ids {
 				s.deleteMem(c, id)
 			}
 		}
@@ -451,7 +460,8 @@ func (s *Store) apply(p []byte) error {
 		}
 	case opEntSet:
 		n := d.uvarint()
-		for range n {
+		ents := make([]*entity, 0, min(n, uint64(len(d.b))))
+		for i := uint64(0); i < n && d.err == nil; i++ {
 			e := &entity{}
 			e.ID = d.str()
 			emb := d.bytes()
@@ -464,21 +474,27 @@ func (s *Store) apply(p []byte) error {
 			e.expire = d.varint()
 			nf := d.uvarint()
 			if nf > 0 {
-				e.Features = make(map[string]float64, nf)
+				e.Features = make(map[string]float64, min(nf, uint64(len(d.b))))
 			}
-			for range nf {
+			for j := uint64(0); j < nf && d.err == nil; j++ {
 				k := d.str()
 				e.Features[k] = d.f64()
 			}
-			if d.err == nil {
+			ents = append(ents, e)
+		}
+		if d.err == nil {
+			for _, e := range ents {
 				s.ents[e.ID] = e
 			}
 		}
 	case opEntDel:
 		n := d.uvarint()
-		for range n {
-			id := d.str()
-			if d.err == nil {
+		ids := make([]string, 0, min(n, uint64(len(d.b))))
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			ids = append(ids, d.str())
+		}
+		if d.err == nil {
+			for _, id := range ids {
 				delete(s.ents, id)
 			}
 		}

@@ -195,8 +195,8 @@ func replayLog(path string, apply func(payload []byte) error, at func(logPos)) (
 			break // EOF or torn header
 		}
 		n := binary.LittleEndian.Uint32(hdr[:])
-		if n > maxEntry {
-			break
+		if n > maxEntry || int64(n) > st.Size()-good.off-entryHead {
+			break // corrupt, or torn: a length is a claim, not an allocation size
 		}
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(r, payload); err != nil {

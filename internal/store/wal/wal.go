@@ -181,8 +181,10 @@ func (l *Log) recover() error {
 	return nil
 }
 
-// readFrame reads one frame; n is the bytes consumed.
-func readFrame(r io.Reader) (payload []byte, n int64, err error) {
+// readFrame reads one frame; n is the bytes consumed. A frame whose length
+// runs past the end of r is torn (io.ErrUnexpectedEOF) and allocates
+// nothing: the length field is a claim, not an allocation size.
+func readFrame(r *io.SectionReader) (payload []byte, n int64, err error) {
 	var hdr [8]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, 0, err
@@ -190,6 +192,9 @@ func readFrame(r io.Reader) (payload []byte, n int64, err error) {
 	size := binary.LittleEndian.Uint32(hdr[:4])
 	if size > MaxEntryBytes {
 		return nil, 0, fmt.Errorf("wal: frame of %d bytes exceeds %d", size, MaxEntryBytes)
+	}
+	if pos, _ := r.Seek(0, io.SeekCurrent); int64(size) > r.Size()-pos {
+		return nil, 0, fmt.Errorf("wal: frame of %d bytes, %d left: %w", size, r.Size()-pos, io.ErrUnexpectedEOF)
 	}
 	payload = make([]byte, size)
 	if _, err := io.ReadFull(r, payload); err != nil {
