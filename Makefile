@@ -113,7 +113,9 @@ proto:
 
 # Fuzz every target in the tree (each func FuzzXxx in a _test.go under cmd/
 # and internal/) in turn, each for FUZZTIME: a duration, or Nx executions
-# (the counts in closing notes: FUZZTIME=1000000x FUZZFLAGS=-parallel=1).
+# (the counts in closing notes: FUZZTIME=1000000x FUZZFLAGS=-parallel=1; add
+# -fuzzminimizetime=5s for the slow targets, whose minimizing of each new
+# input otherwise runs up to a minute and stalls the count).
 # FUZZ selects targets: an extended regexp matching whole names, e.g.
 # `make fuzz FUZZ='FuzzOpenLog|FuzzFrames'`. Not in CI; the seeds and the
 # committed corpora (testdata/fuzz/FuzzXxx) run in every `go test`. A

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"regexp"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/embedd/embedd/internal/fuzzcheck"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -117,35 +117,6 @@ var wireErrors = func() []error {
 
 func isUTF8Error(err error) bool { return err != nil && strings.Contains(err.Error(), "UTF-8") }
 
-// allocated returns the heap bytes fn allocates (all goroutines).
-// runtime/metrics counts small objects a span at a time, so the figure can
-// be off by the spans refilled, or across a GC flushed, during fn.
-func allocated(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	a := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	if b := s[0].Value.Uint64(); b > a {
-		return b - a
-	}
-	return 0
-}
-
-// checkAllocs runs fn, which decodes n input bytes, and fails when it
-// allocates more than fixed bytes (buffers of known size) plus 1 MiB plus
-// 64 per input byte. An excess is measured again (fn must be repeatable),
-// as one figure can be off by some spans.
-func checkAllocs(t *testing.T, fixed, n int, fn func()) {
-	t.Helper()
-	limit := uint64(fixed + 1<<20 + 64*n)
-	if got := allocated(fn); got > limit {
-		if again := allocated(fn); again > limit {
-			t.Fatalf("decoding %d bytes allocated %d bytes (then %d); limit %d", n, got, again, limit)
-		}
-	}
-}
-
 // FuzzCodecUnmarshal decodes arbitrary bytes as every request type with the
 // server codec and checks it against the standard proto decoding:
 //   - it never panics, and allocates at most a small multiple of the input;
@@ -173,7 +144,7 @@ func FuzzCodecUnmarshal(f *testing.F) {
 
 		var got proto.Message
 		var err error
-		checkAllocs(t, 0, len(data), func() {
+		fuzzcheck.CheckAllocs(t, 0, len(data), func() {
 			got = mt.New().Interface()
 			err = Codec{}.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, got)
 		})
@@ -291,7 +262,7 @@ func FuzzSanitizeUTF8(f *testing.F) {
 		var out []byte
 		var bad string
 		var err error
-		checkAllocs(t, 0, len(data), func() { out, bad, err = sanitizeUTF8(data, md, "") })
+		fuzzcheck.CheckAllocs(t, 0, len(data), func() { out, bad, err = sanitizeUTF8(data, md, "") })
 		if err != nil {
 			if stdErr == nil {
 				t.Fatalf("sanitizer rejects what proto accepts: %v", err)

@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/embedd/embedd/internal/features"
 	"github.com/embedd/embedd/internal/features/window"
+	"github.com/embedd/embedd/internal/fuzzcheck"
 )
 
 // Fuzz targets for the feature-state blob decoders: one entity's state
@@ -27,35 +27,6 @@ import (
 // test`; the long runs are by hand (make fuzz):
 //
 //	go test -run '^$' -fuzz '^FuzzUnmarshalState$' -fuzztime 1000000x -parallel 1 ./internal/features/service/
-
-// allocated returns the heap bytes fn allocates (all goroutines).
-// runtime/metrics counts small objects a span at a time, so the figure can
-// be off by the spans refilled, or across a GC flushed, during fn.
-func allocated(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	a := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	if b := s[0].Value.Uint64(); b > a {
-		return b - a
-	}
-	return 0
-}
-
-// checkAllocs runs fn, which decodes n input bytes, and fails when it
-// allocates more than fixed bytes (buffers of known size) plus 1 MiB plus
-// 64 per input byte. An excess is measured again (fn must be repeatable),
-// as one figure can be off by some spans.
-func checkAllocs(t *testing.T, fixed, n int, fn func()) {
-	t.Helper()
-	limit := uint64(fixed + 1<<20 + 64*n)
-	if got := allocated(fn); got > limit {
-		if again := allocated(fn); again > limit {
-			t.Fatalf("decoding %d bytes allocated %d bytes (then %d); limit %d", n, got, again, limit)
-		}
-	}
-}
 
 // fuzzConfig keeps few points, so that decoding also trims.
 func fuzzConfig() window.Config {
@@ -157,7 +128,7 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 		var st *State
 		var err error
-		checkAllocs(t, 0, len(data), func() { st, err = unmarshalState(data, cfg) })
+		fuzzcheck.CheckAllocs(t, 0, len(data), func() { st, err = unmarshalState(data, cfg) })
 		if err != nil {
 			if !errors.Is(err, errCorrupt) {
 				t.Fatalf("error %v is not errCorrupt", err)
@@ -226,7 +197,7 @@ func FuzzLoadFile(f *testing.F) {
 		}
 		var m *Memory
 		var err error
-		checkAllocs(t, 0, len(data), func() {
+		fuzzcheck.CheckAllocs(t, 0, len(data), func() {
 			m = NewMemory(cfg, 10)
 			m.states["before"] = []byte{1}
 			err = m.LoadFile(path)

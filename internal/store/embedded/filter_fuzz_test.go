@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/embedd/embedd/internal/fuzzcheck"
 	"github.com/embedd/embedd/internal/store"
 )
 
@@ -36,7 +37,7 @@ func FuzzCompileFilter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, expr string, metaJSON []byte) {
 		var fl filter
 		var err error
-		checkAllocs(t, 0, len(expr), func() { fl, err = compileFilter(expr) })
+		fuzzcheck.CheckAllocs(t, 0, len(expr), func() { fl, err = compileFilter(expr) })
 		if err != nil {
 			if !errors.Is(err, store.ErrInvalid) {
 				t.Fatalf("%q: error %v is not ErrInvalid", expr, err)

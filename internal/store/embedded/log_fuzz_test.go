@@ -12,12 +12,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/embedd/embedd/internal/fuzzcheck"
 	"github.com/embedd/embedd/internal/store"
 )
 
@@ -28,35 +28,6 @@ import (
 // hand (make fuzz):
 //
 //	go test -run '^$' -fuzz '^FuzzLogApply$' -fuzztime 1000000x -parallel 1 ./internal/store/embedded/
-
-// allocated returns the heap bytes fn allocates (all goroutines).
-// runtime/metrics counts small objects a span at a time, so the figure can
-// be off by the spans refilled, or across a GC flushed, during fn.
-func allocated(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	a := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	if b := s[0].Value.Uint64(); b > a {
-		return b - a
-	}
-	return 0
-}
-
-// checkAllocs runs fn, which decodes n input bytes, and fails when it
-// allocates more than fixed bytes (buffers of known size) plus 1 MiB plus
-// 64 per input byte. An excess is measured again (fn must be repeatable),
-// as one figure can be off by some spans.
-func checkAllocs(t *testing.T, fixed, n int, fn func()) {
-	t.Helper()
-	limit := uint64(fixed + 1<<20 + 64*n)
-	if got := allocated(fn); got > limit {
-		if again := allocated(fn); again > limit {
-			t.Fatalf("decoding %d bytes allocated %d bytes (then %d); limit %d", n, got, again, limit)
-		}
-	}
-}
 
 // fuzzDir is a scratch directory, on tmpfs where there is one so that the
 // fsyncs of Open and Compact cost nothing.
@@ -205,7 +176,7 @@ func FuzzLogApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var s *Store
 		var err error
-		checkAllocs(t, 0, len(p), func() {
+		fuzzcheck.CheckAllocs(t, 0, len(p), func() {
 			s = memStore()
 			err = s.apply(p)
 		})
@@ -261,7 +232,7 @@ func FuzzOpenLog(f *testing.F) {
 		path := filepath.Join(dir, logName)
 		var s *Store
 		var err error
-		checkAllocs(t, 1<<20, len(log), func() { // the read buffer is 1 MiB
+		fuzzcheck.CheckAllocs(t, 1<<20, len(log), func() { // the read buffer is 1 MiB
 			if s != nil {
 				s.Close()
 			}

@@ -12,10 +12,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"testing"
 	"time"
 
+	"github.com/embedd/embedd/internal/fuzzcheck"
 	"github.com/embedd/embedd/internal/store"
 )
 
@@ -24,35 +24,6 @@ import (
 // The seeds run in plain `go test`; the long runs are by hand (make fuzz):
 //
 //	go test -run '^$' -fuzz '^FuzzFrames$' -fuzztime 1000000x -parallel 1 ./internal/store/wal/
-
-// allocated returns the heap bytes fn allocates (all goroutines).
-// runtime/metrics counts small objects a span at a time, so the figure can
-// be off by the spans refilled, or across a GC flushed, during fn.
-func allocated(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	a := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	if b := s[0].Value.Uint64(); b > a {
-		return b - a
-	}
-	return 0
-}
-
-// checkAllocs runs fn, which decodes n input bytes, and fails when it
-// allocates more than fixed bytes (buffers of known size) plus 1 MiB plus
-// 64 per input byte. An excess is measured again (fn must be repeatable),
-// as one figure can be off by some spans.
-func checkAllocs(t *testing.T, fixed, n int, fn func()) {
-	t.Helper()
-	limit := uint64(fixed + 1<<20 + 64*n)
-	if got := allocated(fn); got > limit {
-		if again := allocated(fn); again > limit {
-			t.Fatalf("decoding %d bytes allocated %d bytes (then %d); limit %d", n, got, again, limit)
-		}
-	}
-}
 
 // fuzzEntries are real entries of both kinds.
 func fuzzEntries() []*Entry {
@@ -102,7 +73,7 @@ func FuzzFrames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, log, payload []byte) {
 		var off int64
 		var payloads [][]byte
-		checkAllocs(t, 0, len(log), func() {
+		fuzzcheck.CheckAllocs(t, 0, len(log), func() {
 			r := io.NewSectionReader(bytes.NewReader(log), 0, int64(len(log)))
 			off, payloads = 0, nil
 			for {
@@ -131,7 +102,7 @@ func checkEntry(t *testing.T, p []byte) {
 	t.Helper()
 	var e Entry
 	var err error
-	checkAllocs(t, 0, len(p), func() {
+	fuzzcheck.CheckAllocs(t, 0, len(p), func() {
 		e = Entry{}
 		err = gob.NewDecoder(bytes.NewReader(p)).Decode(&e)
 	})
@@ -208,7 +179,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		var l *Log
 		var err error
-		checkAllocs(t, 0, len(log), func() {
+		fuzzcheck.CheckAllocs(t, 0, len(log), func() {
 			if l != nil {
 				l.Close()
 			}
