@@ -92,7 +92,10 @@ services-stop:
 # The test command of the README and CI: real runtime, real models, real
 # Redis and Milvus. A test whose asset or server is missing fails.
 test: setup setup-gpu services vet build-cuda ptx-check
-	$(TEST_STORES) EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 $(GO) test -race -count=1 -timeout 20m ./...
+	$(TEST_STORES) EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 EMBEDD_TOOLS_PYTHON=$$(scripts/pyenv.sh) $(GO) test -race -count=1 -timeout 20m ./...
+	# The quantization quality test is single-threaded and skips under -race
+	# (10,000 vectors); it runs here without it.
+	$(GO) test -count=1 -run '^TestEvaluateSynthetic$$' ./internal/quant
 
 # Pure-Go tests only (no downloads); tests that need assets are skipped.
 test-short:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 out=bench/out
 mkdir -p "$out"
 py=$(scripts/pyenv.sh)
-export EMBEDD_REQUIRE_ASSETS=1
+export EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1
 
 echo "== tokenizer: Go vs Hugging Face tokenizers (same corpus, same tokenizer.json)"
 go test -run '^$' -bench 'BenchmarkEncode/(all|english)/(full|max128)/(single|parallel)$' -benchtime 2s ./internal/tokenize | tee "$out/tokenize-go.txt"

@@ -91,3 +91,15 @@ func Model(t testing.TB, name string) *manifest.Model {
 	}
 	return m
 }
+
+// ToolsPython returns the interpreter of the tooling venv (scripts/pyenv.sh)
+// from EMBEDD_TOOLS_PYTHON, which `make test` sets, or skips/fails the test
+// when it is unset.
+func ToolsPython(t testing.TB) string {
+	t.Helper()
+	py := os.Getenv("EMBEDD_TOOLS_PYTHON")
+	if py == "" {
+		missing(t, "EMBEDD_TOOLS_PYTHON unset (the tooling venv: scripts/pyenv.sh prints it; make test sets it)")
+	}
+	return py
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/embedd/embedd/internal/testassets"
 )
 
 func rows(n int, v float64) []Row {
@@ -83,13 +85,10 @@ func TestCorruptSnapshotKeepsPrevious(t *testing.T) {
 }
 
 // TestReadableByPyArrow checks the files are standard Parquet: pyarrow (the
-// tooling venv of scripts/pyenv.sh) reads the same rows. Skipped when the
-// venv is absent.
+// tooling venv of scripts/pyenv.sh) reads the same rows. `make test` sets
+// EMBEDD_TOOLS_PYTHON; without it the test fails under EMBEDD_REQUIRE_ASSETS.
 func TestReadableByPyArrow(t *testing.T) {
-	py := os.Getenv("EMBEDD_TOOLS_PYTHON")
-	if py == "" {
-		t.Skip("EMBEDD_TOOLS_PYTHON unset (scripts/pyenv.sh prints it)")
-	}
+	py := testassets.ToolsPython(t)
 	dir := t.TempDir()
 	s, _ := Open(dir, 1)
 	path, err := s.Write(rows(2, 5), time.Unix(1, 0))
