@@ -5,12 +5,16 @@ import (
 	"math"
 )
 
-// f32ToF16 rounds a float32 to the nearest IEEE 754 binary16, ties to even
+// F32ToF16 rounds a float32 to the nearest IEEE 754 binary16, ties to even
 // (what the GPU's cvt.rn.f16.f32 does): magnitudes from 65520 up become ±inf,
 // magnitudes below the smallest subnormal half (2^-24) round to a subnormal
 // or a signed zero, ±inf stays ±inf and a NaN stays a NaN with its sign and
 // the top ten bits of its payload (0x7e00 with the sign if those are zero).
-func f32ToF16(f float32) uint16 {
+// It is the GPU's conversion, which the kernel emulator's test checks too;
+// internal/bertonnx keeps numpy's (a NaN becomes 0x7c01 there), because its
+// exported graphs must match numpy's bit for bit. The two agree on every
+// non-NaN value.
+func F32ToF16(f float32) uint16 {
 	b := math.Float32bits(f)
 	sign := uint16(b>>16) & 0x8000
 	exp := int(b>>23) & 0xff
@@ -54,9 +58,9 @@ func f32ToF16(f float32) uint16 {
 	}
 }
 
-// f16ToF32 widens an IEEE 754 binary16 to float32 exactly (NaN payloads
+// F16ToF32 widens an IEEE 754 binary16 to float32 exactly (NaN payloads
 // kept).
-func f16ToF32(h uint16) float32 {
+func F16ToF32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
 	exp := uint32(h>>10) & 0x1f
 	man := uint32(h & 0x3ff)
@@ -83,7 +87,7 @@ func f16ToF32(h uint16) float32 {
 func toF16(name string, dst []uint16, src []float32) error {
 	dst = dst[:len(src)]
 	for i, v := range src {
-		h := f32ToF16(v)
+		h := F32ToF16(v)
 		if h&0x7c00 == 0x7c00 {
 			return fmt.Errorf("cuda: fp16 weights: %s[%d] = %g is not finite in fp16 (|x| must stay below 65520)", name, i, v)
 		}
@@ -94,4 +98,4 @@ func toF16(name string, dst []uint16, src []float32) error {
 
 // roundF16 returns v rounded to fp16 and widened back: what the GPU holds
 // for a value stored in fp16.
-func roundF16(v float32) float32 { return f16ToF32(f32ToF16(v)) }
+func roundF16(v float32) float32 { return F16ToF32(F32ToF16(v)) }

@@ -12,8 +12,8 @@ import (
 func TestF16RoundTrip(t *testing.T) {
 	for i := range 1 << 16 {
 		h := uint16(i)
-		f := f16ToF32(h)
-		back := f32ToF16(f)
+		f := F16ToF32(h)
+		back := F32ToF16(f)
 		isNaN := h&0x7c00 == 0x7c00 && h&0x3ff != 0
 		if isNaN {
 			if !math.IsNaN(float64(f)) || back&0x7c00 != 0x7c00 || back&0x3ff == 0 || back&0x8000 != h&0x8000 {
@@ -28,7 +28,7 @@ func TestF16RoundTrip(t *testing.T) {
 }
 
 // f16Value is the exact value of a finite fp16, in float64.
-func f16Value(h uint16) float64 { return float64(f16ToF32(h)) }
+func f16Value(h uint16) float64 { return float64(F16ToF32(h)) }
 
 // TestF16Ties: the float32 halfway between two adjacent fp16 values rounds to
 // the one with an even mantissa, and a float32 just off the midpoint rounds to
@@ -53,16 +53,16 @@ func TestF16Ties(t *testing.T) {
 			if sign != 0 {
 				m = -mid
 			}
-			if got := f32ToF16(m); got != want|sign {
+			if got := F32ToF16(m); got != want|sign {
 				t.Fatalf("tie %v between %#04x and %#04x: got %#04x, want %#04x", m, h, h+1, got, want|sign)
 			}
 		}
 		below := math.Nextafter32(mid, 0)
 		above := math.Nextafter32(mid, float32(math.Inf(1)))
-		if got := f32ToF16(below); got != h {
+		if got := F32ToF16(below); got != h {
 			t.Fatalf("%v just below the midpoint of %#04x and %#04x: got %#04x, want %#04x", below, h, h+1, got, h)
 		}
-		if got := f32ToF16(above); got != h+1 {
+		if got := F32ToF16(above); got != h+1 {
 			t.Fatalf("%v just above the midpoint of %#04x and %#04x: got %#04x, want %#04x", above, h, h+1, got, h+1)
 		}
 	}
@@ -77,7 +77,7 @@ func TestF16Nearest(t *testing.T) {
 		if math.IsNaN(float64(f)) {
 			continue
 		}
-		got := f32ToF16(f)
+		got := F32ToF16(f)
 		a := math.Abs(float64(f))
 		switch {
 		case a >= 65520:
@@ -125,12 +125,12 @@ func TestF16Special(t *testing.T) {
 		{1e-30, 0},
 	}
 	for _, c := range cases {
-		if got := f32ToF16(c.in); got != c.want {
-			t.Errorf("f32ToF16(%v) = %#04x; want %#04x", c.in, got, c.want)
+		if got := F32ToF16(c.in); got != c.want {
+			t.Errorf("F32ToF16(%v) = %#04x; want %#04x", c.in, got, c.want)
 		}
 	}
-	if h := f32ToF16(float32(math.NaN())); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
-		t.Errorf("f32ToF16(NaN) = %#04x; want a NaN", h)
+	if h := F32ToF16(float32(math.NaN())); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
+		t.Errorf("F32ToF16(NaN) = %#04x; want a NaN", h)
 	}
 }
 

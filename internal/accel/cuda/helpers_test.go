@@ -197,7 +197,7 @@ func store(d *devAlloc, v []float32, fp16 bool) cu.DevicePtr {
 	}
 	h := make([]uint16, len(v))
 	for i, x := range v {
-		h[i] = f32ToF16(x)
+		h[i] = F32ToF16(x)
 	}
 	return upload(d, h)
 }
@@ -210,7 +210,7 @@ func load(d *devAlloc, p cu.DevicePtr, n int, fp16 bool) []float32 {
 	h := download[uint16](d, p, n)
 	v := make([]float32, n)
 	for i, x := range h {
-		v[i] = f16ToF32(x)
+		v[i] = F16ToF32(x)
 	}
 	return v
 }

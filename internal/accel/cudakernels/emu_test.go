@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embedd/embedd/internal/accel/cuda"
 	"github.com/embedd/embedd/internal/accel/cudakernels"
 	"github.com/embedd/embedd/internal/accel/packed"
 	"github.com/embedd/embedd/internal/bertonnx"
@@ -217,8 +218,8 @@ func (s storage) dev(v []float32) (any, []float32) {
 	h := make([]uint16, len(v))
 	r := make([]float32, len(v))
 	for i, x := range v {
-		h[i] = f32ToF16(x)
-		r[i] = f16ToF32(h[i])
+		h[i] = cuda.F32ToF16(x)
+		r[i] = cuda.F16ToF32(h[i])
 	}
 	return h, r
 }
@@ -231,74 +232,11 @@ func host(dev any) []float32 {
 	case []uint16:
 		r := make([]float32, len(d))
 		for i, h := range d {
-			r[i] = f16ToF32(h)
+			r[i] = cuda.F16ToF32(h)
 		}
 		return r
 	}
 	panic(fmt.Sprintf("host: %T", dev))
-}
-
-// f32ToF16 and f16ToF32 are internal/accel/cuda's half.go (unexported, in a
-// package built with the cuda tag): the host's conversions, which the
-// emulated cvt instructions are checked against (TestEmulator/convert).
-func f32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	man := b & 0x7fffff
-	switch {
-	case exp == 0xff:
-		if man == 0 {
-			return sign | 0x7c00
-		}
-		h := uint16(man >> 13)
-		if h == 0 {
-			h = 0x200
-		}
-		return sign | 0x7c00 | h
-	case exp > 142:
-		return sign | 0x7c00
-	case exp >= 113:
-		h := uint32(exp-112)<<10 | man>>13
-		rest := man & 0x1fff
-		if rest > 0x1000 || (rest == 0x1000 && h&1 == 1) {
-			h++
-		}
-		return sign | uint16(h)
-	case exp >= 102:
-		m := man | 0x800000
-		shift := uint(126 - exp)
-		k := m >> shift
-		rest := m & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rest > half || (rest == half && k&1 == 1) {
-			k++
-		}
-		return sign | uint16(k)
-	default:
-		return sign
-	}
-}
-
-func f16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
-	case man == 0:
-		return math.Float32frombits(sign)
-	default:
-		e := uint32(113)
-		for man&0x400 == 0 {
-			man <<= 1
-			e--
-		}
-		return math.Float32frombits(sign | e<<23 | (man&0x3ff)<<13)
-	}
 }
 
 // ulp16 is the spacing of fp16 values at |v|.
@@ -374,7 +312,7 @@ func (e *emulator) compare(t *testing.T, entry, what string, fp16 bool, got, wan
 			u := ulp16(w)
 			bound += u / 2
 			st.ulp16 = max(st.ulp16, d/u)
-			if f32ToF16(w) == f32ToF16(g) {
+			if cuda.F32ToF16(w) == cuda.F32ToF16(g) {
 				st.bitExact++
 			}
 		} else if math.Float32bits(g) == math.Float32bits(w) {
@@ -523,7 +461,7 @@ func testConvert(t *testing.T, emu *emulator) {
 	isNaN16 := func(h uint16) bool { return h&0x7c00 == 0x7c00 && h&0x3ff != 0 }
 	bad := 0
 	for i, v := range vals {
-		got, want := narrow[i], f32ToF16(v)
+		got, want := narrow[i], cuda.F32ToF16(v)
 		if got != want && !(isNaN16(got) && isNaN16(want)) { // NaN payloads may differ
 			if bad++; bad <= 8 {
 				t.Errorf("from_f32<unsigned short>(%g = %#08x) = %#04x, host converter %#04x", v, math.Float32bits(v), got, want)
@@ -531,7 +469,7 @@ func testConvert(t *testing.T, emu *emulator) {
 		}
 	}
 	for h := range 65536 {
-		got, want := widen[h], f16ToF32(uint16(h))
+		got, want := widen[h], cuda.F16ToF32(uint16(h))
 		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
 			if bad++; bad <= 16 {
 				t.Errorf("to_f32(%#04x) = %g (%#08x), host converter %g", h, got, math.Float32bits(got), want)
