@@ -1,9 +1,7 @@
 package engine_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,45 +45,6 @@ func loadModel(t testing.TB, e *engine.Engine, name string) *engine.Model {
 	return m
 }
 
-func readTexts(t testing.TB, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
-	var texts []string
-	for sc.Scan() {
-		var row struct{ Text string }
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			t.Fatal(err)
-		}
-		texts = append(texts, row.Text)
-	}
-	return texts
-}
-
-func readVectors(t testing.TB, path string, n, dims int) [][]float32 {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(raw) != n*dims*4 {
-		t.Fatalf("%s: %d bytes; want %d", path, len(raw), n*dims*4)
-	}
-	out := make([][]float32, n)
-	for i := range out {
-		out[i] = make([]float32, dims)
-		for k := range out[i] {
-			out[i][k] = math.Float32frombits(binary.LittleEndian.Uint32(raw[(i*dims+k)*4:]))
-		}
-	}
-	return out
-}
-
 func cosine(a, b []float32) float64 {
 	var dot, na, nb float64
 	for i := range a {
@@ -100,7 +59,7 @@ func cosine(a, b []float32) float64 {
 // tokenizers + onnxruntime on the same ONNX file), golden files made by
 // tools/parity/make_golden.py.
 func TestParity(t *testing.T) {
-	texts := readTexts(t, "testdata/parity/texts.jsonl")
+	texts := testassets.ReadTexts(t, "testdata/parity/texts.jsonl")
 	if len(texts) < 500 {
 		t.Fatalf("parity corpus has %d texts; want >= 500", len(texts))
 	}
@@ -123,7 +82,7 @@ func TestParity(t *testing.T) {
 			if meta.OnnxSHA256 != onnx.SHA256 {
 				t.Fatalf("golden made from onnx %s; manifest pins %s (run make golden)", meta.OnnxSHA256, onnx.SHA256)
 			}
-			want := readVectors(t, filepath.Join("testdata/parity", name+".f32"), meta.N, meta.Dims)
+			want := testassets.ReadVectors(t, filepath.Join("testdata/parity", name+".f32"), meta.N, meta.Dims)
 			res, err := m.Embed(context.Background(), texts, engine.EmbedOptions{Truncate: true})
 			if err != nil {
 				t.Fatal(err)
@@ -483,7 +442,7 @@ func BenchmarkEmbed(b *testing.B) {
 // between them, so this measures the precision the GPU model keeps; the
 // device check (bench/gpu) measures it on CUDA.
 func TestFP16MatchesFP32(t *testing.T) {
-	texts := readTexts(t, "testdata/parity/texts.jsonl")[:200]
+	texts := testassets.ReadTexts(t, "testdata/parity/texts.jsonl")[:200]
 	e := newEngine(t, nil)
 	ctx := context.Background()
 	opts := engine.EmbedOptions{Truncate: true}

@@ -3,10 +3,7 @@
 package cuda
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -93,27 +90,13 @@ func loadReal(t testing.TB) *realModel {
 // long ones truncated to 256 tokens), tokenized.
 func (m *realModel) corpus(t testing.TB) [][]int32 {
 	t.Helper()
-	f, err := os.Open(filepath.Join(parityDir, "texts.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
 	var rows [][]int32
-	for sc.Scan() {
-		var row struct{ Text string }
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			t.Fatal(err)
-		}
-		enc, err := m.tok.Encode(row.Text, realMaxLen, true)
+	for i, text := range testassets.ReadTexts(t, filepath.Join(parityDir, "texts.jsonl")) {
+		enc, err := m.tok.Encode(text, realMaxLen, true)
 		if err != nil {
-			t.Fatalf("text %d: %v", len(rows), err)
+			t.Fatalf("text %d: %v", i, err)
 		}
 		rows = append(rows, enc.IDs)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(rows) < 500 {
 		t.Fatalf("parity corpus has %d texts; want >= 500", len(rows))
@@ -124,16 +107,9 @@ func (m *realModel) corpus(t testing.TB) [][]int32 {
 // golden returns the corpus's reference vectors, n of dims.
 func golden(t testing.TB, n, dims int) []float32 {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(parityDir, realModelName+".f32"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data) != n*dims*4 {
-		t.Fatalf("reference vectors: %d bytes; want %d texts of %d", len(data), n, dims)
-	}
-	v := make([]float32, n*dims)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	v := make([]float32, 0, n*dims)
+	for _, row := range testassets.ReadVectors(t, filepath.Join(parityDir, realModelName+".f32"), n, dims) {
+		v = append(v, row...)
 	}
 	return v
 }

@@ -1,9 +1,7 @@
 package packed_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -108,29 +106,6 @@ func (m *realModel) tokenizeAll(t testing.TB, texts []string) []text {
 	return out
 }
 
-func readTexts(t *testing.T) []string {
-	t.Helper()
-	f, err := os.Open(filepath.Join(parityDir, "texts.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
-	var texts []string
-	for sc.Scan() {
-		var row struct{ Text string }
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			t.Fatal(err)
-		}
-		texts = append(texts, row.Text)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return texts
-}
-
 // readGolden reads the reference vectors of the parity corpus, after
 // checking they were made from the ONNX file the manifest pins.
 func readGolden(t *testing.T, man *manifest.Model, n int) [][]float32 {
@@ -152,21 +127,7 @@ func readGolden(t *testing.T, man *manifest.Model, n int) [][]float32 {
 	if meta.N != n || meta.Dims != man.Dims {
 		t.Fatalf("golden holds %d vectors of %d; want %d of %d", meta.N, meta.Dims, n, man.Dims)
 	}
-	data, err := os.ReadFile(filepath.Join(parityDir, parityModel+".f32"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data) != n*meta.Dims*4 {
-		t.Fatalf("golden has %d bytes; want %d", len(data), n*meta.Dims*4)
-	}
-	out := make([][]float32, n)
-	for i := range out {
-		out[i] = make([]float32, meta.Dims)
-		for k := range out[i] {
-			out[i][k] = math.Float32frombits(binary.LittleEndian.Uint32(data[(i*meta.Dims+k)*4:]))
-		}
-	}
-	return out
+	return testassets.ReadVectors(t, filepath.Join(parityDir, parityModel+".f32"), n, meta.Dims)
 }
 
 // parityBatches groups the corpus, in its order, into batches of 4 to 24
@@ -193,7 +154,7 @@ func f32to64(v []float32) []float64 { return f64(v) }
 // run). Under the race detector it runs a fifth of the batches.
 func TestParityWithONNXRuntime(t *testing.T) {
 	m := loadRealModel(t)
-	strs := readTexts(t)
+	strs := testassets.ReadTexts(t, filepath.Join(parityDir, "texts.jsonl"))
 	if len(strs) < 500 {
 		t.Fatalf("parity corpus has %d texts; want >= 500", len(strs))
 	}
