@@ -179,7 +179,7 @@ func (wk *worker) biasResidualLN(ks *kernelSet, tokens int, y, bias, x, gamma, b
 }
 
 // attention: ctx = softmax(q·kᵀ)·v per text and head, grid
-// (ceil(maxLen/8), heads, texts).
+// (ceil(maxLen/32), heads, texts).
 func (wk *worker) attention(ks *kernelSet, texts, maxLen int, qkv, bias, start cu.DevicePtr, heads, headDim int, scale float32, ctx cu.DevicePtr) error {
 	return wk.launch(ks, cudakernels.Attention, ks.attention, cudakernels.AttentionBlocks(maxLen), heads, texts,
 		ptrArg(qkv), ptrArg(bias), ptrArg(start), intArg(heads), intArg(headDim), floatArg(scale), ptrArg(ctx))

@@ -30,6 +30,8 @@ enum : int {
   kMaxHeadDim = 128,                 // head dim bound of attention
   kDimChunks = kMaxHeadDim / 32,     // head dims per lane
   kTile = 32,                        // keys per shared-memory tile
+  kQW = 4,                           // attention: query slots per warp
+  kQueries = kWarps * kQW,           // attention: queries per block
 };
 enum : unsigned { kFullMask = 0xffffffffu };
 
@@ -64,6 +66,12 @@ template <> __device__ __forceinline__ unsigned short from_f32<unsigned short>(f
   return h;
 #endif
 }
+
+// F4: four floats read from shared memory in one 16-byte load (the arrays
+// are 16-byte aligned and every offset read through it is a multiple of 4).
+struct alignas(16) F4 {
+  float x, y, z, w;
+};
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 
@@ -199,10 +207,18 @@ __device__ __forceinline__ void bias_gelu(T* __restrict__ x, const T* __restrict
   const long long stride = (long long)gridDim.x * blockDim.x;
   long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;  // also covers rows or cols <= 0
-  // The column advances by stride % cols per step: one 64-bit division per
-  // thread instead of one per element.
-  int c = (int)(i % cols);
-  const int step = (int)(stride % cols);
+  // The column advances by stride % cols per step: one division per thread
+  // instead of one per element, in 32 bits unless n needs more (a 64-bit
+  // division is a long software sequence on the GPU, and most threads do
+  // a single element).
+  int c, step;
+  if (n <= 0x7fffffffLL) {
+    c = (int)((unsigned)i % (unsigned)cols);
+    step = (int)((unsigned)stride % (unsigned)cols);
+  } else {
+    c = (int)(i % cols);
+    step = (int)(stride % cols);
+  }
   for (; i < n; i += stride) {
     x[i] = from_f32<T>(gelu(to_f32(x[i]) + to_f32(bias[c])));
     c += step;
@@ -212,111 +228,173 @@ __device__ __forceinline__ void bias_gelu(T* __restrict__ x, const T* __restrict
 
 // ---- attention --------------------------------------------------------------
 
-// Grid (ceil(maxLen/8), heads, B), block 256 (exactly): 8 warps, one query
-// per warp. Block (qb, h, b) handles queries i = 8 qb + warp of text b,
-// head h; s = start[b], len = start[b+1] - s; H = heads * headDim; qkv rows
-// are [Q | K | V], 3H wide. With D = headDim:
+// Grid (ceil(maxLen/kQueries), heads, B), block 256 (exactly): 8 warps of
+// kQW query slots each. Block (qb, h, b) handles queries q0 .. q0+31 of text
+// b, head h (q0 = 32 qb); slot r of warp w is query i = q0 + w + 8 r, so the
+// queries of a short text spread over all warps. s = start[b], len =
+// start[b+1] - s; H = heads * headDim; qkv rows are [Q | K | V], 3H wide.
+// With D = headDim:
 //   q   = (qkv[s+i, h*D + d] + bias[h*D + d]) * scale
 //   k_j = qkv[s+j, H + h*D + d] + bias[H + h*D + d]
 //   v_j = qkv[s+j, 2H + h*D + d] + bias[2H + h*D + d],  j < len
 //   ctx[s+i, h*D + d] = sum_j softmax_j(q . k_j) v_j
-// Keys are staged 32 at a time (K and V tiles, bias added on load) in static
-// shared memory by the whole block, each warp loading rows warp, warp+8, ...
-// with its lanes along the row (coalesced). Scores: lane j of a warp takes
-// key j of the tile, q comes from shared memory as a broadcast and the K tile
-// rows are padded to 129 floats, so the 32 lanes hit 32 different banks.
-// Softmax is online: a running max m and sum l per warp, the accumulator
-// rescaled by exp(m_old - m_new) per tile; lane owns dims d = lane + 32 k.
-// Warps whose query is past the text's end load tiles and meet every
-// barrier but compute and write nothing; a block whose first query is past
-// the end returns before the first barrier (the whole block does).
+// The block's 32 queries are staged once in shared memory (qs, rows of D4 =
+// D rounded up to 4, zero-padded, so dot products read 4 dims at a time and
+// broadcast). Keys come 32 at a time: per tile, the K tile is loaded into kv
+// (bias added on load, rows of stride S: an odd number of float4s, so the
+// lanes of a quarter-warp hit distinct banks), each lane computes the score
+// of key `lane` for each of its warp's queries (dims in order), the online
+// softmax updates the running max m and rescales the accumulator per query,
+// the numerators p go to ps; then the V tile replaces the K tile in kv and
+// acc += p_j v_j for keys j in order, p read back 4 at a time (broadcast).
+// Lane owns dims d = lane + 32 c of each accumulator. The softmax
+// denominator is kept per lane (its own keys' numerators, rescaled with the
+// accumulator) and summed over the warp at the end. Every thread of the
+// block loads and meets every barrier; a warp computes only its slots below
+// len (a count uniform over the warp, so shuffles see every lane); a block
+// whose first query is past the text's end returns before the first barrier
+// (the whole block does). Rows of kv past the tile's keys are never read.
 template <typename T>
 __device__ __forceinline__ void attention(const T* __restrict__ qkv, const T* __restrict__ bias,
                                           const int* __restrict__ start, int heads, int headDim,
                                           float scale, T* __restrict__ ctx) {
-  __shared__ float ks[kTile][kMaxHeadDim + 1];  // +1: conflict-free column reads
-  __shared__ float vs[kTile][kMaxHeadDim];
-  __shared__ float qs[kWarps][kMaxHeadDim];
+  alignas(16) __shared__ float qs[kQueries * kMaxHeadDim];    // 16 KiB
+  alignas(16) __shared__ float kv[kTile * (kMaxHeadDim + 4)];  // 16.5 KiB
+  alignas(16) __shared__ float ps[kWarps * kQW * kTile];       // 4 KiB
   const int D = headDim;
   if (D < 1 || D > kMaxHeadDim) __trap();
   const int b = blockIdx.z, h = blockIdx.y;
   const int s = start[b];
   const int len = start[b + 1] - s;
-  const int q0 = blockIdx.x * kWarps;
+  const int q0 = blockIdx.x * kQueries;
   if (q0 >= len) return;  // uniform over the block, before any barrier
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int i = q0 + warp;
-  const bool active = i < len;
+  const int D4 = (D + 3) & ~3;                  // qs row stride; dims D..D4-1 are 0
+  const int S = ((D4 >> 2) & 1) ? D4 : D4 + 4;  // kv row stride, S/4 odd
+  // Active slots of this warp: r < nq <=> q0 + warp + 8 r < len.
+  const int nq = min(kQW, max(0, (len - q0 - warp + kWarps - 1) / kWarps));
   const int H = heads * D;
-  const long long ld = 3LL * H;                        // qkv row stride
-  const T* rows = qkv + (long long)s * ld + h * D;     // Q part of token s, head h
+  const long long ld = 3LL * H;                     // qkv row stride
+  const T* rows = qkv + (long long)s * ld + h * D;  // Q part of token s, head h
   const T* qb = bias + h * D;
   const T* kb = qb + H;
   const T* vb = qb + 2 * H;
 
-  // The query, scaled; read back only after the first barrier below.
-  if (active) {
-    const T* qr = rows + (long long)i * ld;
-    for (int d = lane; d < D; d += 32) qs[warp][d] = (to_f32(qr[d]) + to_f32(qb[d])) * scale;
+  // The block's queries, scaled (rows past the text are zeros, never used);
+  // read only after the first barrier below.
+  for (int e = threadIdx.x; e < kQueries * D4; e += kBlock) {
+    const int qi = e / D4, d = e - qi * D4;
+    float v = 0.0f;
+    if (d < D && q0 + qi < len) v = (to_f32(rows[(long long)(q0 + qi) * ld + d]) + to_f32(qb[d])) * scale;
+    qs[e] = v;
   }
 
-  float m = neg_inf(), l = 0.0f;
-  float acc[kDimChunks];
+  float m[kQW], l[kQW], acc[kQW][kDimChunks];
 #pragma unroll
-  for (int k = 0; k < kDimChunks; ++k) acc[k] = 0.0f;
+  for (int r = 0; r < kQW; ++r) {
+    m[r] = neg_inf();
+    l[r] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kDimChunks; ++c) acc[r][c] = 0.0f;
+  }
 
   for (int kt = 0; kt < len; kt += kTile) {
     const int nk = min(kTile, len - kt);  // keys in this tile, >= 1
-    __syncthreads();                       // the previous tile is consumed
+    __syncthreads();                       // the previous tile's V and p are consumed
+    for (int e = threadIdx.x; e < nk * D4; e += kBlock) {
+      const int j = e / D4, d = e - j * D4;
+      kv[j * S + d] = d < D ? to_f32(rows[(long long)(kt + j) * ld + H + d]) + to_f32(kb[d]) : 0.0f;
+    }
+    __syncthreads();
+    float sc[kQW];
 #pragma unroll
-    for (int r = 0; r < kTile / kWarps; ++r) {
-      const int j = warp + r * kWarps;
-      // Rows past the text's end are neither loaded nor read: their
-      // scores are -inf without a dot product and the P.V loop stops at nk.
-      if (j < nk) {
-        const T* kr = rows + (long long)(kt + j) * ld + H;
-        for (int d = lane; d < D; d += 32) {
-          ks[j][d] = to_f32(kr[d]) + to_f32(kb[d]);
-          vs[j][d] = to_f32(kr[H + d]) + to_f32(vb[d]);
+    for (int r = 0; r < kQW; ++r) sc[r] = 0.0f;
+    if (lane < nk) {
+      const float* kr = kv + lane * S;
+      for (int d = 0; d < D4; d += 4) {
+        const F4 k4 = *reinterpret_cast<const F4*>(kr + d);
+#pragma unroll
+        for (int r = 0; r < kQW; ++r) {
+          if (r < nq) {
+            const F4 q4 = *reinterpret_cast<const F4*>(qs + (warp + kWarps * r) * D4 + d);
+            sc[r] += q4.x * k4.x;
+            sc[r] += q4.y * k4.y;
+            sc[r] += q4.z * k4.z;
+            sc[r] += q4.w * k4.w;
+          }
         }
       }
     }
-    __syncthreads();
-    if (active) {
-      float sc = neg_inf();
-      if (lane < nk) {
-        const float* qr = qs[warp];
-        const float* kr = ks[lane];
-        float a = 0.0f;
-#pragma unroll 8
-        for (int d = 0; d < D; ++d) a += qr[d] * kr[d];
-        sc = a;
+#pragma unroll
+    for (int r = 0; r < kQW; ++r) {
+      if (r < nq) {
+        const float x = lane < nk ? sc[r] : neg_inf();
+        const float mn = fmaxf(m[r], warp_max(x));  // finite: key kt is in the text
+        const float alpha = expf(m[r] - mn);        // 0 on the first tile
+        const float p = expf(x - mn);               // 0 past the text's end
+        l[r] = l[r] * alpha + p;
+#pragma unroll
+        for (int c = 0; c < kDimChunks; ++c) acc[r][c] *= alpha;
+        m[r] = mn;
+        ps[(warp * kQW + r) * kTile + lane] = p;
       }
-      const float mn = fmaxf(m, warp_max(sc));  // finite: key kt is in the text
-      const float alpha = expf(m - mn);         // 0 on the first tile
-      const float p = expf(sc - mn);            // 0 past the text's end
-      l = l * alpha + warp_sum(p);
+    }
+    __syncthreads();  // the K tile is consumed and p written
+    for (int e = threadIdx.x; e < nk * D; e += kBlock) {
+      const int j = e / D, d = e - j * D;
+      kv[j * S + d] = to_f32(rows[(long long)(kt + j) * ld + 2 * H + d]) + to_f32(vb[d]);
+    }
+    __syncthreads();
+    const float* pw = ps + warp * kQW * kTile;
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+      F4 p4[kQW];
 #pragma unroll
-      for (int k = 0; k < kDimChunks; ++k) acc[k] *= alpha;
-      for (int j = 0; j < nk; ++j) {
-        const float pj = __shfl_sync(kFullMask, p, j);
+      for (int r = 0; r < kQW; ++r)
+        if (r < nq) p4[r] = *reinterpret_cast<const F4*>(pw + r * kTile + j);
 #pragma unroll
-        for (int k = 0; k < kDimChunks; ++k) {
-          const int d = lane + 32 * k;
-          if (d < D) acc[k] += pj * vs[j][d];
+      for (int c = 0; c < kDimChunks; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) {
+          const float v0 = kv[j * S + d], v1 = kv[(j + 1) * S + d];
+          const float v2 = kv[(j + 2) * S + d], v3 = kv[(j + 3) * S + d];
+#pragma unroll
+          for (int r = 0; r < kQW; ++r) {
+            if (r < nq) {
+              acc[r][c] += p4[r].x * v0;
+              acc[r][c] += p4[r].y * v1;
+              acc[r][c] += p4[r].z * v2;
+              acc[r][c] += p4[r].w * v3;
+            }
+          }
         }
       }
-      m = mn;
+    }
+    for (; j < nk; ++j) {
+#pragma unroll
+      for (int c = 0; c < kDimChunks; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) {
+          const float v = kv[j * S + d];
+#pragma unroll
+          for (int r = 0; r < kQW; ++r)
+            if (r < nq) acc[r][c] += pw[r * kTile + j] * v;
+        }
+      }
     }
   }
 
-  if (active) {
-    T* out = ctx + (long long)(s + i) * H + h * D;
 #pragma unroll
-    for (int k = 0; k < kDimChunks; ++k) {
-      const int d = lane + 32 * k;
-      if (d < D) out[d] = from_f32<T>(acc[k] / l);
+  for (int r = 0; r < kQW; ++r) {
+    if (r < nq) {
+      const float sum = warp_sum(l[r]);
+      T* out = ctx + (long long)(s + q0 + warp + kWarps * r) * H + h * D;
+#pragma unroll
+      for (int c = 0; c < kDimChunks; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) out[d] = from_f32<T>(acc[r][c] / sum);
+      }
     }
   }
 }

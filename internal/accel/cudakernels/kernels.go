@@ -71,9 +71,10 @@ const (
 const (
 	// BlockSize is the block of every kernel: (BlockSize, 1, 1).
 	BlockSize = 256
-	// AttentionQueriesPerBlock is the number of queries (warps) of an
-	// attention block: its grid is (ceil(maxLen/8), heads, texts).
-	AttentionQueriesPerBlock = BlockSize / 32
+	// AttentionQueriesPerBlock is the number of queries of an attention
+	// block (8 warps of 4 query slots): its grid is (ceil(maxLen/32), heads,
+	// texts).
+	AttentionQueriesPerBlock = BlockSize / 32 * 4
 	// MaxHidden bounds H for embed_ln and bias_residual_ln (their row cache
 	// in shared memory).
 	MaxHidden = 4096

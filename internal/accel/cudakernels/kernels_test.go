@@ -195,8 +195,11 @@ func TestConstantsMatchSource(t *testing.T) {
 			t.Errorf("kernels.cu: %s = %d, Go has %d", name, got, want)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^\s*kWarps = kBlock / 32,`).Match(src) || AttentionQueriesPerBlock != BlockSize/32 {
-		t.Error("kernels.cu: kWarps is not kBlock / 32, or AttentionQueriesPerBlock is not BlockSize/32")
+	if !regexp.MustCompile(`(?m)^\s*kWarps = kBlock / 32,`).Match(src) ||
+		!regexp.MustCompile(`(?m)^\s*kQW = 4,`).Match(src) ||
+		!regexp.MustCompile(`(?m)^\s*kQueries = kWarps \* kQW,`).Match(src) ||
+		AttentionQueriesPerBlock != BlockSize/32*4 {
+		t.Error("kernels.cu: kWarps is not kBlock / 32, kQW not 4 or kQueries not kWarps * kQW, or AttentionQueriesPerBlock is not BlockSize/32*4")
 	}
 }
 
@@ -233,7 +236,7 @@ func TestGrids(t *testing.T) {
 			t.Errorf("GELUBlocks(%d, %d) = %d, want %d", c.rows, c.cols, got, c.want)
 		}
 	}
-	for _, c := range []struct{ maxLen, want int }{{1, 1}, {8, 1}, {9, 2}, {512, 64}} {
+	for _, c := range []struct{ maxLen, want int }{{1, 1}, {32, 1}, {33, 2}, {512, 16}} {
 		if got := AttentionBlocks(c.maxLen); got != c.want {
 			t.Errorf("AttentionBlocks(%d) = %d, want %d", c.maxLen, got, c.want)
 		}
