@@ -263,7 +263,7 @@ if [ "$call" = 2 ] || [ "$call" = all ]; then
   N=(--cache-dir "$W/cache" --models-dir "$W/models" --provider cuda-native)
   nsteps=(native-version native-cuda-test native-parity-fp16 native-parity-fp32 native-memcheck-fp16
     native-inproc-fp16 load-native-fp16-mixed load-native-fp16-short16 native-inproc-fp32
-    native-memcheck-fp32 native-racecheck-fp16)
+    native-memcheck-fp32 native-ncu-long256 native-racecheck-fp16)
   rm -f "$W"/inproc-native-*.json "$W"/vec/native-*.json "$W/metrics-native.txt"
   rm -rf "$W"/load/native-*
   if [ -n "$native_off" ]; then
@@ -319,6 +319,15 @@ if [ "$call" = 2 ] || [ "$call" = all ]; then
 
     step "native-inproc-fp32" 40 "${E[@]}" bench "${N[@]}" --model gpu-fp32 --batch 1,256 --duration 1.5s --warmup 0.5s --out "$W/inproc-native-fp32.json" "${texts[@]}"
     sanitize native-memcheck-fp32 memcheck fp32 60
+    # GPU time per kernel of the first batches of long texts (ncu, one
+    # metric; kernels.py-style summary in the report).
+    ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    if [ -n "$ncu" ]; then
+      step "native-ncu-long256" 40 "$ncu" --launch-skip 150 --launch-count 120 --metrics gpu__time_duration.sum --csv \
+        "${E[@]}" bench "${N[@]}" --model gpu-fp16 --batch 256 --duration 0.3s --warmup 0s --out "$W/ncu-bench.json" "$W/texts/long256.jsonl"
+    else
+      skip native-ncu-long256 "ncu not found"
+    fi
     sanitize native-racecheck-fp16 racecheck fp16 60
   fi
   report

@@ -213,6 +213,30 @@ def hazards_by_kernel(log):
     return counts
 
 
+def kernel_times(log):
+    """GPU time by kernel from ncu's CSV (gpu__time_duration.sum), largest
+    first, or None."""
+    if not log:
+        return None
+    import csv
+    rows = [r for r in csv.reader(l for l in log.splitlines() if l.startswith('"')) if len(r) > 10]
+    if not rows or "Kernel Name" not in rows[0]:
+        return None
+    h = rows[0]
+    ki, vi, ui = h.index("Kernel Name"), h.index("Metric Value"), h.index("Metric Unit")
+    scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+    agg = {}
+    for r in rows[1:]:
+        if r[ui] not in scale:
+            continue
+        name = re.sub(r"\(.*", "", r[ki])[:60]
+        n, t = agg.get(name, (0, 0.0))
+        agg[name] = (n + 1, t + float(r[vi].replace(",", "")) * scale[r[ui]])
+    total = sum(t for _, t in agg.values()) or 1.0
+    return [{"kernel": k, "n": n, "total_us": round(t, 1), "mean_us": round(t / n, 1), "share": t / total}
+            for k, (n, t) in sorted(agg.items(), key=lambda kv: -kv[1][1])]
+
+
 def go_test_counts(log):
     if log is None:
         return None
@@ -288,6 +312,8 @@ def native_section(rep, W, out, par, refs, st, inproc, load, torch):
                    v["attributed"] and not own)
             continue
         target(f"compute-sanitizer {name[len('native-'):]}: 0 errors", [name], v, v["errors"] == 0 and v["rc"] == 0)
+
+    N["kernel_times"] = kernel_times(read_text(os.path.join(W, "steps", "native-ncu-long256.log")))
 
     # Parity.
     for prec in ("fp32", "fp16"):
@@ -440,6 +466,15 @@ def native_markdown(N):
         L += ["| compute-sanitizer run | errors | rc | seconds |", "|---|---|---|---|"]
         for k, v in san.items():
             L.append(f"| {k} | {v['errors'] if v['errors'] is not None else 'no summary'} | {v['rc']} | {v['seconds']} |")
+        L.append("")
+        for k, v in san.items():
+            if v.get("hazards_by_kernel"):
+                L += [f"{k}, hazards by kernel: " + ", ".join(f"{n} {c}" for n, c in sorted(v["hazards_by_kernel"].items())), ""]
+    if N.get("kernel_times"):
+        L += ["GPU time per kernel (ncu, fp16, batches of 256 texts of 256 tokens; 120 launches):", "",
+              "| kernel | launches | total us | mean us | share |", "|---|---|---|---|---|"]
+        for r in N["kernel_times"]:
+            L.append(f"| {r['kernel']} | {r['n']} | {r['total_us']} | {r['mean_us']} | {r['share']:.1%} |")
         L.append("")
     if N.get("inproc"):
         L += ["In process (engine, no gRPC), native vs ONNX Runtime CUDA, same texts and batch:", "",
