@@ -146,18 +146,19 @@ func defaultCacheDir() string {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
+	a := accel.DefaultOptions()
 	fs.StringVar(&c.config, "config", os.Getenv("EMBEDD_CONFIG"), "YAML file of settings (keys are flag names) (env EMBEDD_CONFIG)")
 	fs.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "cache directory for models and the runtime")
 	fs.StringVar(&c.ortLib, "ort-lib", "", "path of libonnxruntime.so, not verified (default: the one `embedd runtime pull` installs, or with --provider cuda|cuda-native|auto the GPU build `embedd runtime pull --gpu` installs, verified)")
 	fs.StringVar(&c.modelsDir, "models-dir", "", "directory of extra model manifests <dir>/<name>/manifest.yaml")
-	fs.StringVar(&c.provider, "provider", string(accel.ProviderCPU), "execution provider: cpu; cuda (ONNX Runtime CUDA; falls back to cpu, warning why); cuda-native (embedd's own CUDA kernels, in binaries built with `make build-cuda`; falls back to cuda, then cpu, warning why); auto (cuda-native where built in, then cuda, then cpu)")
-	fs.IntVar(&c.cuda.device, "cuda-device", 0, "CUDA device ordinal")
-	fs.Int64Var(&c.cuda.memLimitMiB, "cuda-mem-limit", 0, "CUDA memory arena limit in MiB per model, 0 = none; a batch that does not fit is split")
+	fs.StringVar(&c.provider, "provider", string(a.Provider), "execution provider: cpu; cuda (ONNX Runtime CUDA; falls back to cpu, warning why); cuda-native (embedd's own CUDA kernels, in binaries built with `make build-cuda`; falls back to cuda, then cpu, warning why); auto (cuda-native where built in, then cuda, then cpu)")
+	fs.IntVar(&c.cuda.device, "cuda-device", a.CUDA.DeviceID, "CUDA device ordinal")
+	fs.Int64Var(&c.cuda.memLimitMiB, "cuda-mem-limit", a.CUDA.MemLimit>>20, "CUDA memory arena limit in MiB per model, 0 = none; a batch that does not fit is split")
 	fs.StringVar(&c.cuda.convAlgoSearch, "cuda-conv-algo-search", "DEFAULT", "cuDNN convolution algorithm search: DEFAULT (off), HEURISTIC or EXHAUSTIVE")
-	fs.BoolVar(&c.cuda.tf32, "cuda-tf32", false, "let fp32 matmuls use TF32 tensor cores (faster, less exact)")
-	fs.BoolVar(&c.cuda.ioBinding, "cuda-io-binding", false, "run models through an ONNX Runtime IoBinding")
-	fs.IntVar(&c.threads, "threads", 0, "ONNX Runtime intra-op threads per model run, 0 = one per core")
-	fs.BoolVar(&c.noSpin, "ort-no-spin", false, "stop ONNX Runtime threads from busy-waiting between runs")
+	fs.BoolVar(&c.cuda.tf32, "cuda-tf32", a.CUDA.TF32, "let fp32 matmuls use TF32 tensor cores (faster, less exact)")
+	fs.BoolVar(&c.cuda.ioBinding, "cuda-io-binding", a.CUDA.IOBinding, "run models through an ONNX Runtime IoBinding")
+	fs.IntVar(&c.threads, "threads", a.IntraOpThreads, "ONNX Runtime intra-op threads per model run, 0 = one per core")
+	fs.BoolVar(&c.noSpin, "ort-no-spin", a.NoSpin, "stop ONNX Runtime threads from busy-waiting between runs")
 }
 
 // parseCommon parses args and applies the environment and config layers.

@@ -95,16 +95,78 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-
-	cat, eopts, err := c.engineOptions(logger)
+	eng, models, err := c.startEngine(ctx, reg, m, logger)
 	if err != nil {
 		return err
+	}
+	engineDone := false
+	defer func() {
+		if !engineDone {
+			eng.Close()
+		}
+	}()
+	var feats *openedFeatures
+	var source index.FeatureSource
+	if c.features.enabled {
+		if feats, err = c.features.open(ctx, &c.stores, reg, logger); err != nil {
+			return fmt.Errorf("features: %w", err)
+		}
+		defer feats.close()
+		source = feats.svc
+	}
+	st, err := c.stores.open(ctx, eng, c.defaultModel, source, logger)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	// Background loops (WAL replay, feature materializer, stream
+	// consumer) stop after the gRPC server drained and before the stores
+	// close (defers run in reverse).
+	stopBackground := runBackground(logger, st, feats)
+	defer stopBackground()
+
+	lis, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	allowMetricLabels(m, eng, st, feats)
+	gs, hs := c.grpcServer(eng, st, feats, m, logger)
+	metricsSrv, metricsAddr, err := c.startMetrics(reg)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	vn, on := st.idx.StoreNames()
+	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models, "native_cuda_compiled", nativeCompiled,
+		"max_queue_delay", c.maxQueueDelay, // batch limits in effect: each "model loaded" line
+		"vector_store", vn, "online_store", on, "durable", c.stores.durable)
+	if ready != nil {
+		ready <- [2]string{lis.Addr().String(), metricsAddr}
+	}
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	engineDone = true
+	return drain(gs, hs, eng, metricsSrv, c.shutdownTimeout, logger)
+}
+
+// startEngine builds the engine from the settings, with its metrics on reg
+// and m, and loads the default model and --preload; it returns the names
+// loaded.
+func (c *serveConfig) startEngine(ctx context.Context, reg prometheus.Registerer, m *metrics.Metrics, logger *slog.Logger) (*engine.Engine, []string, error) {
+	cat, eopts, err := c.engineOptions(logger)
+	if err != nil {
+		return nil, nil, err
 	}
 	if eopts.Accel.Provider != accel.ProviderCPU {
 		// Binaries built with the cuda tag read the GPU's memory at each
 		// scrape; others have no reader and no such series.
 		if err := metrics.RegisterGPUMemory(reg, gpuMemory(c.cuda.device)); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	eopts.MaxTexts = c.maxClientBatch
@@ -120,12 +182,6 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		m.ModelLoaded(lm.Manifest().Name, lm.Backend(), string(d.Requested), d.Fallback != "")
 	}
 	eng := engine.New(cat, eopts)
-	engineDone := false
-	defer func() {
-		if !engineDone {
-			eng.Close()
-		}
-	}()
 	models := []string{c.defaultModel}
 	for _, p := range strings.Split(c.preload, ",") {
 		if p = strings.TrimSpace(p); p != "" && p != c.defaultModel {
@@ -134,111 +190,89 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	}
 	for _, name := range models {
 		if _, err := eng.Load(ctx, name); err != nil {
-			return err
+			eng.Close()
+			return nil, nil, err
 		}
 	}
+	return eng, models, nil
+}
 
-	var feats *openedFeatures
-	var source index.FeatureSource
-	if c.features.enabled {
-		if feats, err = c.features.open(ctx, &c.stores, reg, logger); err != nil {
-			return fmt.Errorf("features: %w", err)
-		}
-		defer feats.close()
-		source = feats.svc
-	}
-	st, err := c.stores.open(ctx, eng, c.defaultModel, source, logger)
-	if err != nil {
-		return err
-	}
-	defer st.close()
-
-	// Background loops (WAL replay, feature materializer, stream
-	// consumer) stop after the gRPC server drained and before the stores
-	// close (defers run in reverse).
-	bgCtx, stopBG := context.WithCancel(context.Background())
-	var bg sync.WaitGroup
-	defer func() { stopBG(); bg.Wait() }()
-	background := func(loop func(context.Context) error) {
-		bg.Add(1)
+// runBackground starts the background loops of the stores and the
+// features (WAL replay, materializer, stream consumer); the function it
+// returns stops them and waits for them.
+func runBackground(logger *slog.Logger, st *openedStores, feats *openedFeatures) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	start := func(loop func(context.Context) error) {
+		wg.Add(1)
 		go func() {
-			defer bg.Done()
-			if err := loop(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+			defer wg.Done()
+			if err := loop(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				logger.Error("background loop stopped", "err", err)
 			}
 		}()
 	}
-	background(st.idx.Run)
+	start(st.idx.Run)
 	if feats != nil {
 		for _, loop := range feats.run {
-			background(loop)
+			start(loop)
 		}
 	}
+	return func() { cancel(); wg.Wait() }
+}
 
-	lis, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return err
-	}
-	allowMetricLabels(m, eng, st, feats)
+// grpcServer returns the gRPC server with every service registered and
+// their health set to SERVING.
+func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, logger *slog.Logger) (*grpc.Server, *health.Server) {
 	gs := grpc.NewServer(server.ServerOptions(c.maxMessageBytes)...)
 	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
 	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
 	embeddv1.RegisterVectorServiceServer(gs, server.NewVectors(st.idx, svc))
+	names := []string{"", embeddv1.EmbeddingService_ServiceDesc.ServiceName, embeddv1.VectorService_ServiceDesc.ServiceName}
 	if feats != nil {
-		embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(feats.svc, feats.monitor, svc))
+		embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(feats.svc, feats.svc.Monitor(), svc))
+		names = append(names, embeddv1.FeatureService_ServiceDesc.ServiceName)
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(embeddv1.VectorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	if feats != nil {
-		hs.SetServingStatus(embeddv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	for _, name := range names {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
+	return gs, hs
+}
 
-	var metricsSrv *http.Server
-	metricsAddr := ""
-	if c.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		if c.pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		ml, err := net.Listen("tcp", c.metricsAddr)
-		if err != nil {
-			lis.Close()
-			return err
-		}
-		metricsAddr = ml.Addr().String()
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go metricsSrv.Serve(ml)
+// startMetrics serves /metrics (and /debug/pprof/ with --pprof) on
+// --metrics-addr; with none it returns a nil server and an empty address.
+func (c *serveConfig) startMetrics(reg *prometheus.Registry) (*http.Server, string, error) {
+	if c.metricsAddr == "" {
+		return nil, "", nil
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if c.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	ml, err := net.Listen("tcp", c.metricsAddr)
+	if err != nil {
+		return nil, "", err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ml)
+	return srv, ml.Addr().String(), nil
+}
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(lis) }()
-	vn, on := st.idx.StoreNames()
-	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models, "native_cuda_compiled", nativeCompiled,
-		"max_queue_delay", c.maxQueueDelay, // batch limits in effect: each "model loaded" line
-		"vector_store", vn, "online_store", on, "durable", c.stores.durable)
-	if ready != nil {
-		ready <- [2]string{lis.Addr().String(), metricsAddr}
-	}
-
-	select {
-	case err := <-serveErr:
-		return err
-	case <-ctx.Done():
-	}
-	// Drain: report NOT_SERVING, stop accepting, let in-flight RPCs (and so
-	// every queued text) finish, then stop the batchers and models.
-	logger.Info("shutting down", "timeout", c.shutdownTimeout)
+// drain reports NOT_SERVING, stops accepting, lets in-flight RPCs (and so
+// every queued text) finish within timeout, then stops the batchers and
+// models and the metrics server.
+func drain(gs *grpc.Server, hs *health.Server, eng *engine.Engine, metricsSrv *http.Server, timeout time.Duration, logger *slog.Logger) error {
+	logger.Info("shutting down", "timeout", timeout)
 	hs.Shutdown()
-	dctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
@@ -248,8 +282,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		logger.Warn("drain deadline passed; closing remaining RPCs")
 		gs.Stop()
 	}
-	engineDone = true
-	err = eng.Shutdown(dctx)
+	err := eng.Shutdown(dctx)
 	if metricsSrv != nil {
 		err = errors.Join(err, metricsSrv.Shutdown(dctx))
 	}

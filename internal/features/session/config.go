@@ -18,18 +18,25 @@ const (
 	MaxTypeWeights = 1024
 	// MaxDurationFactors is the most rules in Engagement.DurationFactors.
 	MaxDurationFactors = 64
-	// MaxEntityIDBytes is the longest entity id.
+	// MaxEntityIDBytes is the longest entity id: the key of an entity's
+	// state (Memory's map, the Redis hash name).
 	MaxEntityIDBytes = 256
-	// MaxEventTypeBytes is the longest event type.
+	// MaxEventTypeBytes is the longest event type: it is looked up in
+	// Engagement.TypeWeights, whose keys have the same bound, and sent to
+	// the Redis script as an argument.
 	MaxEventTypeBytes = 256
-	// MaxBatch is the most events in one ProcessBatch call.
+	// MaxBatch is the most events in one ProcessBatch call: Redis runs a
+	// batch as one pipeline.
 	MaxBatch = 4096
 )
 
-// Event times must lie between 1970-01-01T00:00:00Z and
-// 2262-04-11T23:47:16.854775807Z: their Unix nanoseconds must be
-// non-negative and fit an int64. (Not package variables, which would be
-// mutable; see validateEvent.)
+// MinEventNanos and MaxEventNanos bound event times, in Unix nanoseconds:
+// 1970-01-01T00:00:00Z to 2262-04-11T23:47:16.854775807Z. The state holds
+// times as non-negative int64 nanoseconds (the Redis script too).
+const (
+	MinEventNanos int64 = 0
+	MaxEventNanos int64 = math.MaxInt64
+)
 
 // Config is the session rule and its features, shared by every Store. The
 // zero value is valid: each zero field takes its default.

@@ -86,10 +86,17 @@
 // # Limits
 //
 // Entity ids: non-empty UTF-8 of at most MaxEntityIDBytes; event types: at
-// most MaxEventTypeBytes; event times: 1970-01-01T00:00:00Z to
-// 2262-04-11T23:47:16.854775807Z (Unix nanoseconds must be non-negative and
-// fit an int64); batches: at most
-// MaxBatch events; Timeout: at most MaxTimeout.
+// most MaxEventTypeBytes; event times: MinEventNanos to MaxEventNanos
+// (1970-01-01T00:00:00Z to 2262-04-11T23:47:16.854775807Z: Unix nanoseconds
+// must be non-negative and fit an int64); batches: at most MaxBatch events;
+// Timeout: at most MaxTimeout.
+//
+// These are the invariants of the store's own state (its keys, the
+// engagement lookup, the times it holds, one pipeline per batch), checked
+// so that a Store is safe on its own. They are not the service's request
+// limits: package service validates ingest requests against its Limits,
+// which never exceed these, so an event it accepts is never rejected here
+// for a limit.
 //
 // # Concurrency
 //

@@ -5,7 +5,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -145,8 +144,8 @@ func (c *Config) result(ev *features.Event, st state, isNew bool) Result {
 	}
 }
 
-// validateEvent checks ev against the limits and returns its time in Unix
-// nanoseconds.
+// validateEvent checks the invariants of the state (see Limits in the
+// package documentation) and returns ev's time in Unix nanoseconds.
 func validateEvent(ev *features.Event) (int64, error) {
 	switch id := ev.EntityID; {
 	case id == "":
@@ -159,9 +158,9 @@ func validateEvent(ev *features.Event) (int64, error) {
 		return 0, fmt.Errorf("%w: event type is %d bytes; limit %d", ErrInvalidEvent, len(ev.Type), MaxEventTypeBytes)
 	}
 	t := ev.Timestamp
-	if t.Before(time.Unix(0, 0)) || t.After(time.Unix(0, math.MaxInt64)) {
+	if t.Before(time.Unix(0, MinEventNanos)) || t.After(time.Unix(0, MaxEventNanos)) {
 		return 0, fmt.Errorf("%w: event time %s is outside %s to %s", ErrInvalidEvent,
-			t.UTC().Format(time.RFC3339Nano), fmtNanos(0), fmtNanos(math.MaxInt64))
+			t.UTC().Format(time.RFC3339Nano), fmtNanos(MinEventNanos), fmtNanos(MaxEventNanos))
 	}
 	return t.UnixNano(), nil
 }

@@ -57,7 +57,8 @@ type Options struct {
 	// DeadLetter is the stream rejected messages go to. Default Stream +
 	// ":dead".
 	DeadLetter string
-	// Batch is the most messages read at once. Default 256.
+	// Batch is the most messages read at once. Default 256; at most the
+	// ingester's limit on events per call (service.Limits.Events).
 	Batch int
 	// Block is how long a read waits for new messages. Default 1s.
 	Block time.Duration
@@ -93,7 +94,7 @@ func New(c goredis.UniversalClient, in Ingester, opts Options) (*Consumer, error
 	if opts.Batch <= 0 {
 		opts.Batch = 256
 	}
-	opts.Batch = min(opts.Batch, service.MaxEvents)
+	opts.Batch = min(opts.Batch, maxEvents(in))
 	if opts.Block <= 0 {
 		opts.Block = time.Second
 	}
@@ -107,6 +108,16 @@ func New(c goredis.UniversalClient, in Ingester, opts Options) (*Consumer, error
 		opts.Logger = slog.Default()
 	}
 	return &Consumer{c: c, in: in, opts: opts}, nil
+}
+
+// maxEvents is the most events one Ingest call of in takes: the limit in
+// effect when in tells it (the features service does), else the service's
+// ceiling. A read batch never exceeds it, so a call is never refused whole.
+func maxEvents(in Ingester) int {
+	if l, ok := in.(interface{ Limits() service.Limits }); ok {
+		return l.Limits().Events
+	}
+	return service.MaxEvents
 }
 
 // Run consumes until ctx is done; it returns ctx.Err() or a setup error.

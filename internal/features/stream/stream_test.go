@@ -235,3 +235,31 @@ func TestDecode(t *testing.T) {
 		}
 	}
 }
+
+// limited is an Ingester that tells its limit on events per call.
+type limited struct{ recorder }
+
+func (*limited) Limits() service.Limits { return service.Limits{Events: 10} }
+
+// TestBatchWithinIngestLimit: a read batch never exceeds what one Ingest
+// call of the ingester takes, so a call is never refused whole.
+func TestBatchWithinIngestLimit(t *testing.T) {
+	for _, c := range []struct {
+		in    Ingester
+		batch int
+		want  int
+	}{
+		{&recorder{}, 0, 256},
+		{&recorder{}, service.MaxEvents + 1, service.MaxEvents},
+		{&limited{}, 0, 10},
+		{&limited{}, 5, 5},
+	} {
+		cons, err := New(nil, c.in, Options{Consumer: "c", Batch: c.batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cons.opts.Batch != c.want {
+			t.Errorf("%T, Batch %d: got %d; want %d", c.in, c.batch, cons.opts.Batch, c.want)
+		}
+	}
+}

@@ -143,21 +143,7 @@ func eval(n *node, env Env) Value {
 	case opEq, opNe, opLt, opLe, opGt, opGe:
 		return compare(n.op, eval(n.kids[0], env), eval(n.kids[1], env))
 	case opAnd, opOr:
-		// Three-valued logic: the deciding value (false for &&, true for
-		// ||) wins over null.
-		decide := n.op == opOr
-		a := eval(n.kids[0], env)
-		if a.Type == TypeBool && a.Bool == decide {
-			return a
-		}
-		b := eval(n.kids[1], env)
-		if b.Type == TypeBool && b.Bool == decide {
-			return b
-		}
-		if a.Type == TypeBool && b.Type == TypeBool {
-			return Boolean(!decide)
-		}
-		return Value{}
+		return andOr(n, env)
 	case opCase:
 		k := n.kids
 		for i := 0; i+1 < len(k); i += 2 {
@@ -174,32 +160,56 @@ func eval(n *node, env Env) Value {
 		}
 		return Value{}
 	case opMin, opMax, opClamp:
-		var xs [3]float64
-		args := xs[:0]
-		for _, k := range n.kids {
-			v := eval(k, env)
-			if v.Type != TypeNumber {
-				return Value{}
-			}
-			args = append(args, v.Num)
+		return minMax(n, env)
+	}
+	return Value{}
+}
+
+// andOr evaluates && and || in three-valued logic: the deciding value
+// (false for &&, true for ||) wins over null.
+func andOr(n *node, env Env) Value {
+	decide := n.op == opOr
+	a := eval(n.kids[0], env)
+	if a.Type == TypeBool && a.Bool == decide {
+		return a
+	}
+	b := eval(n.kids[1], env)
+	if b.Type == TypeBool && b.Bool == decide {
+		return b
+	}
+	if a.Type == TypeBool && b.Type == TypeBool {
+		return Boolean(!decide)
+	}
+	return Value{}
+}
+
+// minMax evaluates min, max and clamp: null unless every argument is a
+// number.
+func minMax(n *node, env Env) Value {
+	var xs [3]float64
+	args := xs[:0]
+	for _, k := range n.kids {
+		v := eval(k, env)
+		if v.Type != TypeNumber {
+			return Value{}
 		}
-		switch n.op {
-		case opClamp:
-			return Number(math.Min(math.Max(args[0], args[1]), args[2]))
-		case opMin:
-			r := args[0]
-			for _, x := range args[1:] {
-				r = math.Min(r, x)
-			}
-			return Number(r)
-		}
+		args = append(args, v.Num)
+	}
+	switch n.op {
+	case opClamp:
+		return Number(math.Min(math.Max(args[0], args[1]), args[2]))
+	case opMin:
 		r := args[0]
 		for _, x := range args[1:] {
-			r = math.Max(r, x)
+			r = math.Min(r, x)
 		}
 		return Number(r)
 	}
-	return Value{}
+	r := args[0]
+	for _, x := range args[1:] {
+		r = math.Max(r, x)
+	}
+	return Number(r)
 }
 
 func compare(o op, a, b Value) Value {
