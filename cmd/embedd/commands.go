@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,10 +15,10 @@ import (
 
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/bertonnx"
+	"github.com/embedd/embedd/internal/embedout"
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/pull"
-	"github.com/embedd/embedd/internal/quant"
 )
 
 // maxStdinLine bounds one line read by `embed -`.
@@ -34,7 +35,7 @@ func newFlagSet(name, args string) *flag.FlagSet {
 
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -88,9 +89,8 @@ func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if len(texts) == 0 {
 		return fmt.Errorf("%w: embed needs at least one TEXT", errUsage)
 	}
-	switch *output {
-	case "float32", "int8", "binary":
-	default:
+	outType, ok := embedout.ParseType(*output)
+	if !ok {
 		return fmt.Errorf("%w: --output %q: want float32, int8 or binary", errUsage, *output)
 	}
 	eng, err := c.engine(logger)
@@ -111,27 +111,17 @@ func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	vecs, err := embedout.Encode(res.Vectors, outType)
+	if err != nil {
+		return err
+	}
 	out := embedOutput{Model: res.Model, Version: res.Version, Output: *output, Device: m.Device().String(), Data: make([]embedItem, len(res.Vectors))}
-	for i, v := range res.Vectors {
-		out.Dims = len(v)
-		it := embedItem{Index: i, Tokens: res.Tokens[i]}
-		switch *output {
-		case "float32":
-			it.Embedding = v
-		case "int8":
-			q, err := quant.QuantizeInt8(v)
-			if err != nil {
-				return fmt.Errorf("texts[%d]: %w", i, err)
-			}
-			it.Int8, it.Scale = q.Codes, &q.Scale
-		case "binary":
-			b, err := quant.PackBinary(v)
-			if err != nil {
-				return fmt.Errorf("texts[%d]: %w", i, err)
-			}
-			it.Binary = b
+	for i, v := range vecs {
+		out.Dims = len(res.Vectors[i])
+		out.Data[i] = embedItem{Index: i, Tokens: res.Tokens[i], Embedding: v.Float32, Int8: v.Int8, Binary: v.Binary}
+		if outType == embedout.Int8 {
+			out.Data[i].Scale = &v.Scale
 		}
-		out.Data[i] = it
 	}
 	enc := json.NewEncoder(stdout)
 	return enc.Encode(out)

@@ -64,3 +64,19 @@ func toStatus(err error, o *Options) error {
 	o.Logger.Error("internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
 }
+
+// eventCode is the gRPC code of one event that IngestEvents rejected, sent
+// in the response beside the events accepted. It is not toStatus: a call
+// fails as a whole through toStatus, while an event's code tells the client
+// whether to resend it (UNAVAILABLE: a store was unreachable) or not.
+func eventCode(err error) codes.Code {
+	switch {
+	case errors.Is(err, window.ErrTooLate):
+		return codes.OutOfRange
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Code()
+	case service.Permanent(err):
+		return codes.InvalidArgument
+	}
+	return codes.Unavailable // retry: a store was unreachable
+}

@@ -2,48 +2,56 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/embedd/embedd/internal/features"
 	"github.com/embedd/embedd/internal/features/drift"
+	"github.com/embedd/embedd/internal/features/registry"
 	"github.com/embedd/embedd/internal/features/service"
-	"github.com/embedd/embedd/internal/features/window"
 	"github.com/embedd/embedd/internal/metrics"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
-// Features implements embedd.v1.FeatureService over a features service:
+// FeatureStore is what IngestEvents, GetFeatures and ListFeatures call:
+// service.Service. Errors are the service's (see errors.go).
+type FeatureStore interface {
+	// Ingest applies events; errs[i] is events[i]'s rejection, err a
+	// failure of the whole call.
+	Ingest(ctx context.Context, events []features.Event) (errs []error, err error)
+	Get(ctx context.Context, req service.GetRequest) ([]service.EntityValues, error)
+	Registry() *registry.Registry
+}
+
+// DriftMonitor is what GetFeatureStats calls: drift.Monitor.
+type DriftMonitor interface {
+	Report(name string) (drift.Report, error)
+	Reports() []drift.Report
+}
+
+var (
+	_ FeatureStore = (*service.Service)(nil)
+	_ DriftMonitor = (*drift.Monitor)(nil)
+)
+
+// Features implements embedd.v1.FeatureService over a FeatureStore:
 // message conversion and error mapping only.
 type Features struct {
 	embeddv1.UnimplementedFeatureServiceServer
-	svc     *service.Service
-	monitor *drift.Monitor // may be nil
+	svc     FeatureStore
+	monitor DriftMonitor // nil when monitoring is off
 	s       *Service
 }
 
 var _ embeddv1.FeatureServiceServer = (*Features)(nil)
 
-// NewFeatures returns the FeatureService; monitor may be nil.
-func NewFeatures(svc *service.Service, monitor *drift.Monitor, s *Service) *Features {
-	return &Features{svc: svc, monitor: monitor, s: s}
-}
-
-// eventCode is the gRPC code of one rejected event.
-func eventCode(err error) codes.Code {
-	switch {
-	case errors.Is(err, window.ErrTooLate):
-		return codes.OutOfRange
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Code()
-	case service.Permanent(err):
-		return codes.InvalidArgument
+// NewFeatures returns the FeatureService; monitor may be nil (monitoring
+// off), and so may a nil *drift.Monitor in it.
+func NewFeatures(svc FeatureStore, monitor DriftMonitor, s *Service) *Features {
+	if m, ok := monitor.(*drift.Monitor); ok && m == nil {
+		monitor = nil // the interface would hold a nil pointer and not be nil
 	}
-	return codes.Unavailable // retry: a store was unreachable
+	return &Features{svc: svc, monitor: monitor, s: s}
 }
 
 // IngestEvents implements FeatureService.IngestEvents.
@@ -71,11 +79,19 @@ func (f *Features) IngestEvents(ctx context.Context, req *embeddv1.IngestEventsR
 	return out, nil
 }
 
-var sources = map[features.Source]embeddv1.ValueSource{
-	features.SourceComputed: embeddv1.ValueSource_VALUE_SOURCE_COMPUTED,
-	features.SourceCache:    embeddv1.ValueSource_VALUE_SOURCE_CACHE,
-	features.SourceOnline:   embeddv1.ValueSource_VALUE_SOURCE_ONLINE,
-	features.SourceOffline:  embeddv1.ValueSource_VALUE_SOURCE_OFFLINE,
+// valueSource is the API's name of where a value came from.
+func valueSource(s features.Source) embeddv1.ValueSource {
+	switch s {
+	case features.SourceComputed:
+		return embeddv1.ValueSource_VALUE_SOURCE_COMPUTED
+	case features.SourceCache:
+		return embeddv1.ValueSource_VALUE_SOURCE_CACHE
+	case features.SourceOnline:
+		return embeddv1.ValueSource_VALUE_SOURCE_ONLINE
+	case features.SourceOffline:
+		return embeddv1.ValueSource_VALUE_SOURCE_OFFLINE
+	}
+	return embeddv1.ValueSource_VALUE_SOURCE_UNSPECIFIED
 }
 
 // GetFeatures implements FeatureService.GetFeatures.
@@ -100,7 +116,7 @@ func (f *Features) GetFeatures(ctx context.Context, req *embeddv1.GetFeaturesReq
 		ef := &embeddv1.EntityFeatures{EntityId: ev.EntityID, Found: ev.Found,
 			Values: make([]float64, n), IsNull: make([]bool, n), TimestampsUnixMicros: make([]int64, n), Sources: make([]embeddv1.ValueSource, n)}
 		for k, v := range ev.Values {
-			ef.Values[k], ef.IsNull[k], ef.Sources[k] = v.Value, v.Null, sources[v.Source]
+			ef.Values[k], ef.IsNull[k], ef.Sources[k] = v.Value, v.Null, valueSource(v.Source)
 			if !v.Timestamp.IsZero() {
 				ef.TimestampsUnixMicros[k] = v.Timestamp.UnixMicro()
 			}

@@ -9,6 +9,12 @@
 // (Options.MaxStreamInFlight), and message sizes (set on the grpc.Server by
 // the caller, see ServerOptions).
 //
+// The services hold the core through small interfaces defined here, one
+// method per call they make (Engine, VectorIndex, FeatureStore,
+// DriftMonitor); engine.Engine, index.Index, service.Service and
+// drift.Monitor satisfy them, and tests substitute fakes where the model is
+// not the point.
+//
 // Concurrency: a Service is safe for concurrent use by any number of RPCs.
 package server
 
@@ -28,9 +34,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/embedd/embedd/internal/batch"
+	"github.com/embedd/embedd/internal/embedout"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/metrics"
-	"github.com/embedd/embedd/internal/quant"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -82,17 +89,42 @@ func ServerOptions(maxRecv int) []grpc.ServerOption {
 	}
 }
 
-// Service implements embedd.v1.EmbeddingService over an engine.
+// Embedder computes embeddings: engine.Engine.
+type Embedder interface {
+	// Embed embeds texts with model; errors are the engine's (see errors.go).
+	Embed(ctx context.Context, model string, texts []string, o engine.EmbedOptions) (*engine.Result, error)
+}
+
+// Catalog describes the models an Embedder serves: engine.Engine.
+type Catalog interface {
+	// Models lists the model names.
+	Models() []string
+	// Manifest describes name without loading it.
+	Manifest(name string) (*manifest.Model, error)
+	// Loaded returns name's model if it is loaded, without loading it.
+	Loaded(name string) (*engine.Model, bool)
+}
+
+// Engine is what the EmbeddingService calls.
+type Engine interface {
+	Embedder
+	Catalog
+}
+
+var _ Engine = (*engine.Engine)(nil)
+
+// Service implements embedd.v1.EmbeddingService over an Engine.
 type Service struct {
 	embeddv1.UnimplementedEmbeddingServiceServer
-	eng  *engine.Engine
+	eng  Engine
 	opts Options
 }
 
 var _ embeddv1.EmbeddingServiceServer = (*Service)(nil)
 
-// New returns a Service.
-func New(eng *engine.Engine, opts Options) *Service {
+// New returns a Service. eng may be nil for a Service that only lends its
+// options and error table to NewVectors and NewFeatures.
+func New(eng Engine, opts Options) *Service {
 	d := DefaultOptions()
 	if opts.MaxClientBatch <= 0 {
 		opts.MaxClientBatch = d.MaxClientBatch
@@ -166,35 +198,34 @@ func (s *Service) validate(req *embeddv1.EmbedRequest) error {
 	return nil
 }
 
+// outputType maps the API's output type to the encoder's; UNSPECIFIED and
+// FLOAT32 are float32 (validate has rejected undefined values).
+func outputType(t embeddv1.OutputType) embedout.Type {
+	switch t {
+	case embeddv1.OutputType_OUTPUT_TYPE_INT8:
+		return embedout.Int8
+	case embeddv1.OutputType_OUTPUT_TYPE_BINARY:
+		return embedout.Binary
+	}
+	return embedout.Float32
+}
+
 // encode builds the response in the requested output type.
 func encode(res *engine.Result, out embeddv1.OutputType, requestID string) (*embeddv1.EmbedResponse, error) {
+	vecs, err := embedout.Encode(res.Vectors, outputType(out))
+	if err != nil {
+		return nil, err
+	}
 	resp := &embeddv1.EmbedResponse{
 		Model: res.Model, ModelVersion: res.Version, RequestId: requestID,
 		Embeddings: make([]*embeddv1.Embedding, len(res.Vectors)),
 	}
-	for i, v := range res.Vectors {
-		resp.Dims = uint32(len(v))
+	for i, v := range vecs {
+		resp.Dims = uint32(len(res.Vectors[i]))
 		resp.TotalTokens += uint64(res.Tokens[i])
-		e := &embeddv1.Embedding{Tokens: uint32(res.Tokens[i])}
-		switch out {
-		case embeddv1.OutputType_OUTPUT_TYPE_INT8:
-			q, err := quant.QuantizeInt8(v)
-			if err != nil {
-				return nil, fmt.Errorf("texts[%d]: %w", i, err)
-			}
-			e.Int8 = make([]byte, len(q.Codes))
-			for k, c := range q.Codes {
-				e.Int8[k] = byte(c)
-			}
-			e.Scale = q.Scale
-		case embeddv1.OutputType_OUTPUT_TYPE_BINARY:
-			b, err := quant.PackBinary(v)
-			if err != nil {
-				return nil, fmt.Errorf("texts[%d]: %w", i, err)
-			}
-			e.Binary = b
-		default:
-			e.Float32 = v
+		e := &embeddv1.Embedding{Tokens: uint32(res.Tokens[i]), Float32: v.Float32, Binary: v.Binary, Scale: v.Scale}
+		if v.Int8 != nil {
+			e.Int8 = embedout.Int8Bytes(v.Int8)
 		}
 		resp.Embeddings[i] = e
 	}

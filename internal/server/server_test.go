@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -358,14 +357,7 @@ func TestEmbedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]*embeddv1.EmbedResponse{}
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, resp := range recvAll(t, stream) {
 		got[resp.RequestId] = resp
 	}
 	if len(got) != len(reqs) {

@@ -5,17 +5,35 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/embedd/embedd/internal/embedout"
 	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/metrics"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
-// Vectors implements embedd.v1.VectorService over an index.Index: it
+// VectorIndex is what the VectorService calls: index.Index. It has one
+// method per call the RPCs make, like etcd's RaftKV behind its KV service;
+// errors are the index's and the stores' (see errors.go).
+type VectorIndex interface {
+	Upsert(ctx context.Context, req index.UpsertRequest) (*index.UpsertResult, error)
+	Search(ctx context.Context, q index.Query) (*index.SearchResult, error)
+	Get(ctx context.Context, collection string, ids []string, withVectors bool) (items []index.Stored, missing []string, err error)
+	Delete(ctx context.Context, collection string, ids []string) (*index.DeleteResult, error)
+	UpsertHybrid(ctx context.Context, collection string, ids []string) (*index.HybridResult, error)
+	// Collections lists the collections served; StoreNames names the
+	// vector and online stores behind them.
+	Collections() []index.Collection
+	StoreNames() (vectors, online string)
+}
+
+var _ VectorIndex = (*index.Index)(nil)
+
+// Vectors implements embedd.v1.VectorService over a VectorIndex: it
 // converts messages, checks request-level limits and maps errors; the
 // pipeline and its write semantics live in internal/index.
 type Vectors struct {
 	embeddv1.UnimplementedVectorServiceServer
-	idx *index.Index
+	idx VectorIndex
 	s   *Service
 }
 
@@ -23,7 +41,7 @@ var _ embeddv1.VectorServiceServer = (*Vectors)(nil)
 
 // NewVectors returns the VectorService; it shares s's options (limits,
 // metrics, logger) and error table.
-func NewVectors(idx *index.Index, s *Service) *Vectors { return &Vectors{idx: idx, s: s} }
+func NewVectors(idx VectorIndex, s *Service) *Vectors { return &Vectors{idx: idx, s: s} }
 
 func (v *Vectors) limit(what string, n int) error {
 	if n > v.s.opts.MaxClientBatch {
@@ -84,14 +102,10 @@ func (v *Vectors) Get(ctx context.Context, req *embeddv1.GetRequest) (_ *embeddv
 	}
 	out := &embeddv1.GetResponse{Missing: missing, Items: make([]*embeddv1.StoredItem, len(items))}
 	for i, it := range items {
-		codes := make([]byte, len(it.Int8))
-		for k, c := range it.Int8 {
-			codes[k] = byte(c)
-		}
 		out.Items[i] = &embeddv1.StoredItem{
 			Id: it.ID, Metadata: string(it.Metadata), ModelVersion: it.ModelVersion,
 			UpdatedAtUnixMs: it.UpdatedAt.UnixMilli(), Vector: it.Vector, Features: it.Features,
-			Int8: codes, Scale: it.Scale,
+			Int8: embedout.Int8Bytes(it.Int8), Scale: it.Scale,
 		}
 	}
 	return out, nil
