@@ -10,3 +10,8 @@ import "embed"
 //
 //go:embed */manifest.yaml
 var FS embed.FS
+
+// Default is the model embedd uses when none is named: the server's
+// default for requests without a model (`serve --model`), and `embedd
+// embed` and `embedd bench`.
+const Default = "all-minilm-l6-v2"

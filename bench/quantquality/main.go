@@ -39,7 +39,7 @@ import (
 )
 
 func main() {
-	model := flag.String("model", "all-minilm-l6-v2", "model to embed with")
+	model := flag.String("model", models.Default, "model to embed with")
 	n := flag.Int("n", 10000, "database size")
 	nq := flag.Int("queries", 500, "number of queries")
 	k := flag.Int("k", 10, "recall@k")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
+	"github.com/embedd/embedd/models"
 )
 
 // benchRun is one measured (text set, batch size) cell of `embedd bench`.
@@ -78,7 +79,7 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer, logger *slog
 	var c common
 	fs := newFlagSet("bench", "TEXTS.jsonl...")
 	c.register(fs)
-	model := fs.String("model", "all-minilm-l6-v2", "model name")
+	model := fs.String("model", models.Default, "model name")
 	batches := fs.String("batch", "1,32,256", "texts per Embed call, comma-separated")
 	conc := fs.Int("concurrency", 1, "callers at once")
 	duration := fs.Duration("duration", 5*time.Second, "measured time per cell")

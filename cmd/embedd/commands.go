@@ -19,6 +19,7 @@ import (
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/pull"
+	"github.com/embedd/embedd/models"
 )
 
 // maxStdinLine bounds one line read by `embed -`.
@@ -65,7 +66,7 @@ func cmdEmbed(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	var c common
 	fs := newFlagSet("embed", "TEXT...")
 	c.register(fs)
-	model := fs.String("model", "all-minilm-l6-v2", "model name")
+	model := fs.String("model", models.Default, "model name")
 	output := fs.String("output", "float32", "float32, int8 (per-vector scale) or binary (packed sign bits)")
 	dims := fs.Int("dimensions", 0, "keep the first N dimensions and renormalize (0 = all)")
 	truncate := fs.Bool("truncate", true, "cut texts longer than the model's max_seq_len; false makes them an error")

@@ -27,6 +27,7 @@ import (
 	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/metrics"
 	"github.com/embedd/embedd/internal/server"
+	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -60,7 +61,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics listen address; empty disables")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
-	fs.StringVar(&c.defaultModel, "model", "all-minilm-l6-v2", "default model for requests that name none")
+	fs.StringVar(&c.defaultModel, "model", models.Default, "default model for requests that name none")
 	fs.StringVar(&c.preload, "preload", "", "comma-separated models to load at start besides the default")
 	fs.IntVar(&c.maxBatchSize, "max-batch-size", b.MaxBatchSize, "most texts per model run; 1 disables batching; 0 = device default (CPU 32, CUDA 256)")
 	fs.IntVar(&c.maxBatchTokens, "max-batch-tokens", b.MaxBatchTokens, "most padded tokens (rows x longest) per model run; 0 = device default (CPU 8192, CUDA 65536)")
