@@ -61,10 +61,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	opts.Registry, opts.Logger = freg, logger
 	opts.Window.AllowedLateness = c.allowedLateness
 	opts.AsOfHorizon, opts.CacheTTL = c.asOfHorizon, c.cacheTTL
-	dataDir := st.dataDir
-	if dataDir == "" {
-		dataDir = defaultDataDir()
-	}
+	dataDir := st.dir()
 	var rc *goredis.Client
 	if st.redisAddr != "" {
 		rc = redis.NewClient(st.redisOptions())

@@ -115,6 +115,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		defer feats.close()
 		source = feats.svc
 	}
+	c.stores.maxItems = c.maxClientBatch
 	st, err := c.stores.open(ctx, eng, c.defaultModel, source, logger)
 	if err != nil {
 		return err

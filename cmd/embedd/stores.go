@@ -36,6 +36,18 @@ type storeConfig struct {
 	durable           bool
 	walDir            string
 	hybrid            string
+	// maxItems is the most items of one Upsert and ids of one Get, Delete
+	// or UpsertHybrid (index.Limits.MaxItems): serve sets it from
+	// --max-client-batch, the one per-request count of the server.
+	maxItems int
+}
+
+// dir returns --data-dir, or the default data directory when it is empty.
+func (c *storeConfig) dir() string {
+	if c.dataDir == "" {
+		return defaultDataDir()
+	}
+	return c.dataDir
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
@@ -155,10 +167,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 	if err != nil {
 		return nil, err
 	}
-	dataDir := c.dataDir
-	if dataDir == "" {
-		dataDir = defaultDataDir()
-	}
+	dataDir := c.dir()
 	var emb2 *embedded.Store
 	needEmbedded := c.milvusAddr == "" || c.redisAddr == ""
 	if needEmbedded {
@@ -176,7 +185,10 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 	if len(hybrids) > 0 && feats == nil {
 		return nil, fmt.Errorf("%w: --hybrid needs the feature service (--features)", errUsage)
 	}
-	opts := index.Options{Collections: colls, EntityTTL: c.entityTTL, Logger: logger, Hybrid: hybrids, SnapshotDir: dataDir}
+	opts := index.Options{Collections: colls, EntityTTL: c.entityTTL, Logger: logger, Hybrid: hybrids, SnapshotDir: dataDir, Limits: index.DefaultLimits()}
+	if c.maxItems > 0 {
+		opts.Limits.MaxItems = c.maxItems
+	}
 	if feats != nil {
 		opts.Features = feats
 	}

@@ -64,9 +64,6 @@ type hybridColl struct {
 	mu     sync.Mutex
 }
 
-// ErrNoFeatures reports a hybrid operation without a FeatureSource.
-var ErrNoFeatures = errors.New("index: no feature source configured")
-
 func (x *Index) setupHybrid(ctx context.Context, cfg HybridConfig) error {
 	if err := validCollectionName(cfg.Name); err != nil {
 		return err
@@ -155,7 +152,7 @@ func (x *Index) UpsertHybrid(ctx context.Context, collection string, ids []strin
 	if x.opts.Features == nil {
 		return nil, ErrNoFeatures
 	}
-	if err := validIDs(ids); err != nil {
+	if err := x.opts.Limits.checkIDs(ids); err != nil {
 		return nil, err
 	}
 	ids = dedup(ids)
@@ -220,14 +217,12 @@ func (x *Index) UpsertHybrid(ctx context.Context, collection string, ids []strin
 	return res, nil
 }
 
-// hybridQuery builds the query vector of q on hybrid collection h.
+// hybridQuery builds the query vector of q, validated against the base's
+// dims, on hybrid collection h.
 func (x *Index) hybridQuery(ctx context.Context, h *hybridColl, q Query) ([]float32, error) {
 	var emb []float32
 	switch {
 	case len(q.Vector) > 0:
-		if len(q.Vector) != h.base.Dims {
-			return nil, fmt.Errorf("%w: query vector has %d dimensions; hybrid collection %q embeds %d (its base %q)", ErrInvalid, len(q.Vector), h.cfg.Name, h.base.Dims, h.base.Name)
-		}
 		emb = q.Vector
 	default:
 		bq := q

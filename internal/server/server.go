@@ -4,10 +4,13 @@
 // table in errors.go — so the behaviour lives in internal/engine and
 // internal/batch, which know nothing of gRPC.
 //
-// Limits are explicit: texts per request (Options.MaxClientBatch), bytes per
-// text and texts per call (engine options), requests in flight per stream
-// (Options.MaxStreamInFlight), and message sizes (set on the grpc.Server by
-// the caller, see ServerOptions).
+// Limits are explicit: texts per Embed request (Options.MaxClientBatch),
+// bytes per text and texts per call (engine options), requests in flight per
+// stream (Options.MaxStreamInFlight), and message sizes (set on the
+// grpc.Server by the caller, see ServerOptions). The vector and feature
+// calls' limits belong to their flows (index.Limits, service.Limits; embedd
+// serve sets index.Limits.MaxItems from the same --max-client-batch): the
+// transport does not check them again.
 //
 // The services hold the core through small interfaces defined here, one
 // method per call they make (Engine, VectorIndex, FeatureStore,

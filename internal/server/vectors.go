@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/embedd/embedd/internal/embedout"
@@ -29,8 +28,9 @@ type VectorIndex interface {
 var _ VectorIndex = (*index.Index)(nil)
 
 // Vectors implements embedd.v1.VectorService over a VectorIndex: it
-// converts messages, checks request-level limits and maps errors; the
-// pipeline and its write semantics live in internal/index.
+// converts messages and maps errors; request validation and its limits
+// (index.Limits: items per call, features, filter size), the pipeline and
+// its write semantics live in internal/index.
 type Vectors struct {
 	embeddv1.UnimplementedVectorServiceServer
 	idx VectorIndex
@@ -43,19 +43,9 @@ var _ embeddv1.VectorServiceServer = (*Vectors)(nil)
 // metrics, logger) and error table.
 func NewVectors(idx VectorIndex, s *Service) *Vectors { return &Vectors{idx: idx, s: s} }
 
-func (v *Vectors) limit(what string, n int) error {
-	if n > v.s.opts.MaxClientBatch {
-		return fmt.Errorf("%w: %s has %d items; limit %d (max_client_batch)", errInvalid, what, n, v.s.opts.MaxClientBatch)
-	}
-	return nil
-}
-
 // Upsert implements VectorService.Upsert.
 func (v *Vectors) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (_ *embeddv1.UpsertResponse, err error) {
 	defer v.s.observe("Upsert", metrics.Collection, req.GetCollection(), time.Now(), &err)
-	if err := v.limit("items", len(req.GetItems())); err != nil {
-		return nil, toStatus(err, &v.s.opts)
-	}
 	items := make([]index.Item, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = index.Item{ID: it.GetId(), Text: it.GetText(), Vector: it.GetVector(), Metadata: []byte(it.GetMetadata()), Features: it.GetFeatures()}
@@ -93,9 +83,6 @@ func (v *Vectors) Search(ctx context.Context, req *embeddv1.SearchRequest) (_ *e
 // Get implements VectorService.Get.
 func (v *Vectors) Get(ctx context.Context, req *embeddv1.GetRequest) (_ *embeddv1.GetResponse, err error) {
 	defer v.s.observe("Get", metrics.Collection, req.GetCollection(), time.Now(), &err)
-	if err := v.limit("ids", len(req.GetIds())); err != nil {
-		return nil, toStatus(err, &v.s.opts)
-	}
 	items, missing, err := v.idx.Get(ctx, req.GetCollection(), req.GetIds(), req.GetIncludeVectors())
 	if err != nil {
 		return nil, toStatus(err, &v.s.opts)
@@ -114,9 +101,6 @@ func (v *Vectors) Get(ctx context.Context, req *embeddv1.GetRequest) (_ *embeddv
 // Delete implements VectorService.Delete.
 func (v *Vectors) Delete(ctx context.Context, req *embeddv1.DeleteRequest) (_ *embeddv1.DeleteResponse, err error) {
 	defer v.s.observe("Delete", metrics.Collection, req.GetCollection(), time.Now(), &err)
-	if err := v.limit("ids", len(req.GetIds())); err != nil {
-		return nil, toStatus(err, &v.s.opts)
-	}
 	res, err := v.idx.Delete(ctx, req.GetCollection(), req.GetIds())
 	if err != nil {
 		return nil, toStatus(err, &v.s.opts)
@@ -141,9 +125,6 @@ func (v *Vectors) ListCollections(context.Context, *embeddv1.ListCollectionsRequ
 // UpsertHybrid implements VectorService.UpsertHybrid.
 func (v *Vectors) UpsertHybrid(ctx context.Context, req *embeddv1.UpsertHybridRequest) (_ *embeddv1.UpsertHybridResponse, err error) {
 	defer v.s.observe("UpsertHybrid", metrics.Collection, req.GetCollection(), time.Now(), &err)
-	if err := v.limit("ids", len(req.GetIds())); err != nil {
-		return nil, toStatus(err, &v.s.opts)
-	}
 	res, err := v.idx.UpsertHybrid(ctx, req.GetCollection(), req.GetIds())
 	if err != nil {
 		return nil, toStatus(err, &v.s.opts)

@@ -7,16 +7,39 @@
 // Invariants every implementation keeps:
 //   - Upserts are idempotent by id: writing the same record twice leaves one
 //     record, the last one.
-//   - A batch is validated as a whole before anything is written (ids, vector
-//     dimensions, finite values); an invalid batch writes nothing and the
-//     error names the index and the reason.
+//   - A batch is checked as a whole before anything is written; a rejected
+//     batch writes nothing and the error names the first bad element, its
+//     index and the reason.
 //   - Search results are ordered by Score descending, ties by ID ascending.
+//
+// Validation: requests are validated by the package that owns their flow
+// (internal/index for upsert, search, get and delete: item counts, text or
+// vector, features, filters, with every bad item listed). Stores trust that
+// validation: they enforce no request limits (no item counts; those are the
+// flow owner's Limits) and report only the first bad element. What a store
+// checks, once per call (CheckRecords, CheckSearch, CheckIDs, CheckEntities,
+// CheckEntityIDs), is the data model its backend imposes and every backend
+// shares so that all reject the same input the same way: ids are 1 to
+// MaxIDBytes bytes of UTF-8 (Milvus's VarChar(256) primary key, which is
+// also a protobuf string) and not repeated within an upsert (Milvus does
+// not deduplicate primary keys within one request); vectors have the
+// collection's dims of finite values (cosine and the ANN graphs are
+// undefined on NaN and ±Inf); metadata is a JSON object of at most
+// MaxMetaBytes (Milvus's JSON field). The rule functions (CheckID,
+// CheckFinite, CheckMetadata, CheckTopK) are the one definition of each
+// rule: the index applies them to name the bad item of a request, the stores
+// through the batch checks, so a direct caller (a tool, a benchmark, a WAL
+// entry) cannot corrupt a backend. Backend-only limits stay in the backend
+// (Milvus's model-version length, the embedded log's entry size, Redis's
+// millisecond TTLs).
 //
 // Concurrency: implementations are safe for concurrent use.
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -35,16 +58,20 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 )
 
-// Limits checked by Validate.
+// The data model's bounds (see the package doc); request limits are the
+// flow owner's (index.Limits).
 const (
+	// MaxIDBytes bounds a record id: Milvus's VarChar primary key length.
 	MaxIDBytes = 256
 	// MaxEntityIDBytes bounds online-store ids, which may carry a
 	// namespace in front of a record id ("<collection>/<id>").
 	MaxEntityIDBytes = 512
-	MaxDims          = 8192
-	MaxTopK          = 1024
-	MaxBatch         = 4096
-	MaxMetaBytes     = 64 << 10
+	// MaxDims bounds a collection's vector dimensions.
+	MaxDims = 8192
+	// MaxTopK bounds the hits of one search.
+	MaxTopK = 1024
+	// MaxMetaBytes bounds a record's metadata: Milvus's JSON field limit.
+	MaxMetaBytes = 64 << 10
 )
 
 // Record is one embedded item in a vector collection.
@@ -113,58 +140,93 @@ type Online interface {
 	Close() error
 }
 
-// ValidateID checks a record id: non-empty, valid UTF-8, at most
-// MaxIDBytes.
-func ValidateID(i int, id string) error { return validateKey(i, id, MaxIDBytes) }
+// IDError is why an id breaks the data model: empty, longer than Limit
+// bytes, or not valid UTF-8. CheckID and CheckEntityID return it; callers
+// wrap it with the id's place ("ids[3] is empty").
+type IDError struct {
+	// Bytes is the id's length and Limit the most it may have.
+	Bytes, Limit int
+	// BadUTF8 is set when the length is in range but the bytes are not
+	// valid UTF-8.
+	BadUTF8 bool
+}
 
-// ValidateEntityID checks an online-store id: like ValidateID with the
-// MaxEntityIDBytes limit.
-func ValidateEntityID(i int, id string) error { return validateKey(i, id, MaxEntityIDBytes) }
-
-// ValidateIDs checks a list of record ids: at most MaxBatch, each valid.
-func ValidateIDs(ids []string) error { return validateKeys(ids, MaxIDBytes) }
-
-// ValidateEntityIDs checks a list of online-store ids: at most MaxBatch,
-// each valid under MaxEntityIDBytes.
-func ValidateEntityIDs(ids []string) error { return validateKeys(ids, MaxEntityIDBytes) }
-
-func validateKeys(ids []string, limit int) error {
-	if len(ids) > MaxBatch {
-		return fmt.Errorf("%w: %d ids; limit %d", ErrInvalid, len(ids), MaxBatch)
+func (e *IDError) Error() string {
+	switch {
+	case e.Bytes == 0:
+		return "is empty"
+	case e.Bytes > e.Limit:
+		return fmt.Sprintf("is %d bytes; limit %d", e.Bytes, e.Limit)
 	}
-	for i, id := range ids {
-		if err := validateKey(i, id, limit); err != nil {
-			return err
+	return "is not valid UTF-8"
+}
+
+// CheckID checks a record id: 1 to MaxIDBytes bytes of valid UTF-8. It
+// returns nil or an *IDError.
+func CheckID(id string) error { return checkKey(id, MaxIDBytes) }
+
+// CheckEntityID checks an online-store id: like CheckID with the
+// MaxEntityIDBytes limit.
+func CheckEntityID(id string) error { return checkKey(id, MaxEntityIDBytes) }
+
+func checkKey(id string, limit int) error {
+	if id == "" || len(id) > limit {
+		return &IDError{Bytes: len(id), Limit: limit}
+	}
+	if !utf8.ValidString(id) {
+		return &IDError{Bytes: len(id), Limit: limit, BadUTF8: true}
+	}
+	return nil
+}
+
+// CheckFinite checks that every value of v is finite; the error says which
+// is not ("value 3 is NaN").
+func CheckFinite(v []float32) error {
+	for k, f := range v {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return fmt.Errorf("value %d is %v", k, f)
 		}
 	}
 	return nil
 }
 
-func validateKey(i int, id string, limit int) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: ids[%d] is empty", ErrInvalid, i)
-	case len(id) > limit:
-		return fmt.Errorf("%w: ids[%d] is %d bytes; limit %d", ErrInvalid, i, len(id), limit)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("%w: ids[%d] is not valid UTF-8", ErrInvalid, i)
+// CheckMetadata checks record metadata: empty, or a JSON object of at most
+// MaxMetaBytes. It scans the bytes and decodes nothing.
+func CheckMetadata(m []byte) error {
+	if len(m) == 0 {
+		return nil
+	}
+	if len(m) > MaxMetaBytes {
+		return fmt.Errorf("metadata is %d bytes; limit %d", len(m), MaxMetaBytes)
+	}
+	// A valid JSON text is one value; one whose first byte is '{' is an
+	// object.
+	if t := bytes.TrimLeft(m, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(m) {
+		return errors.New("metadata is not a JSON object")
 	}
 	return nil
 }
 
-// ValidateRecords checks a batch before any write: ids, duplicate ids,
-// dimensions, finite values and metadata size.
-func ValidateRecords(recs []Record, dims int) error {
+// CheckTopK checks the number of hits a search asks for: 1 to MaxTopK.
+func CheckTopK(k int) error {
+	if k < 1 || k > MaxTopK {
+		return fmt.Errorf("top_k %d out of range [1, %d]", k, MaxTopK)
+	}
+	return nil
+}
+
+// CheckRecords checks an upsert batch before any write: at least one
+// record, ids (CheckID) not repeated, vectors of dims finite values,
+// metadata (CheckMetadata). The error names the first bad record and
+// matches ErrInvalid.
+func CheckRecords(recs []Record, dims int) error {
 	if len(recs) == 0 {
 		return fmt.Errorf("%w: no records", ErrInvalid)
 	}
-	if len(recs) > MaxBatch {
-		return fmt.Errorf("%w: %d records; limit %d", ErrInvalid, len(recs), MaxBatch)
-	}
 	seen := make(map[string]int, len(recs))
 	for i, r := range recs {
-		if err := ValidateID(i, r.ID); err != nil {
-			return err
+		if err := CheckID(r.ID); err != nil {
+			return fmt.Errorf("%w: ids[%d] %w", ErrInvalid, i, err)
 		}
 		if j, dup := seen[r.ID]; dup {
 			return fmt.Errorf("%w: ids[%d] repeats ids[%d] (%q)", ErrInvalid, i, j, r.ID)
@@ -173,59 +235,56 @@ func ValidateRecords(recs []Record, dims int) error {
 		if len(r.Vector) != dims {
 			return fmt.Errorf("%w: records[%d] (%q) has %d dimensions; collection has %d", ErrInvalid, i, r.ID, len(r.Vector), dims)
 		}
-		for k, v := range r.Vector {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("%w: records[%d] (%q) value %d is %v", ErrInvalid, i, r.ID, k, v)
-			}
+		if err := CheckFinite(r.Vector); err != nil {
+			return fmt.Errorf("%w: records[%d] (%q) %w", ErrInvalid, i, r.ID, err)
 		}
-		if len(r.Metadata) > MaxMetaBytes {
-			return fmt.Errorf("%w: records[%d] (%q) metadata is %d bytes; limit %d", ErrInvalid, i, r.ID, len(r.Metadata), MaxMetaBytes)
+		if err := CheckMetadata(r.Metadata); err != nil {
+			return fmt.Errorf("%w: records[%d] (%q) %w", ErrInvalid, i, r.ID, err)
 		}
 	}
 	return nil
 }
 
-// ValidateSearch checks a search request against the collection's dims.
-func ValidateSearch(req SearchRequest, dims int) error {
-	if req.TopK < 1 || req.TopK > MaxTopK {
-		return fmt.Errorf("%w: top_k %d out of range [1, %d]", ErrInvalid, req.TopK, MaxTopK)
+// CheckSearch checks a search request against the collection's dims: top_k
+// (CheckTopK) and a query of dims finite values.
+func CheckSearch(req SearchRequest, dims int) error {
+	if err := CheckTopK(req.TopK); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if len(req.Vector) != dims {
 		return fmt.Errorf("%w: query has %d dimensions; collection has %d", ErrInvalid, len(req.Vector), dims)
 	}
-	for k, v := range req.Vector {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("%w: query value %d is %v", ErrInvalid, k, v)
+	if err := CheckFinite(req.Vector); err != nil {
+		return fmt.Errorf("%w: query %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// CheckIDs checks the record ids of a Get or Delete (CheckID).
+func CheckIDs(ids []string) error { return checkKeys(ids, CheckID) }
+
+// CheckEntityIDs checks the ids of a GetEntities or DeleteEntities
+// (CheckEntityID).
+func CheckEntityIDs(ids []string) error { return checkKeys(ids, CheckEntityID) }
+
+// CheckEntities checks a SetEntities call before any write: a ttl that is
+// not negative and entity ids (CheckEntityID).
+func CheckEntities(ents []Entity, ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("%w: ttl %v is negative", ErrInvalid, ttl)
+	}
+	for i, e := range ents {
+		if err := CheckEntityID(e.ID); err != nil {
+			return fmt.Errorf("%w: ids[%d] %w", ErrInvalid, i, err)
 		}
 	}
 	return nil
 }
 
-// ValidateEntities checks a SetEntities batch before any write: size, ids,
-// duplicate ids, finite scale and features, non-empty feature names.
-func ValidateEntities(ents []Entity) error {
-	if len(ents) > MaxBatch {
-		return fmt.Errorf("%w: %d entities; limit %d", ErrInvalid, len(ents), MaxBatch)
-	}
-	seen := make(map[string]int, len(ents))
-	for i, e := range ents {
-		if err := ValidateEntityID(i, e.ID); err != nil {
-			return err
-		}
-		if j, dup := seen[e.ID]; dup {
-			return fmt.Errorf("%w: ids[%d] repeats ids[%d] (%q)", ErrInvalid, i, j, e.ID)
-		}
-		seen[e.ID] = i
-		if math.IsNaN(float64(e.Scale)) || math.IsInf(float64(e.Scale), 0) {
-			return fmt.Errorf("%w: entities[%d] (%q) scale is %v", ErrInvalid, i, e.ID, e.Scale)
-		}
-		for k, v := range e.Features {
-			if k == "" {
-				return fmt.Errorf("%w: entities[%d] (%q) has an empty feature name", ErrInvalid, i, e.ID)
-			}
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("%w: entities[%d] (%q) feature %q is %v", ErrInvalid, i, e.ID, k, v)
-			}
+func checkKeys(ids []string, check func(string) error) error {
+	for i, id := range ids {
+		if err := check(id); err != nil {
+			return fmt.Errorf("%w: ids[%d] %w", ErrInvalid, i, err)
 		}
 	}
 	return nil

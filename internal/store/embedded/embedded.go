@@ -3,8 +3,9 @@
 // store.Online, kept on disk under a directory and surviving restarts.
 //
 // Persistence: every write batch is appended to one log file as a single
-// length-prefixed, CRC-32C-checked entry and fsynced before the call returns
-// (see log.go for the format). Open replays the log into memory; a torn or
+// length-prefixed, CRC-32C-checked entry (a frame of package framelog,
+// shared with the WAL) and fsynced before the call returns (see log.go for
+// the format). Open replays the log into memory; a torn or
 // corrupt tail is truncated away, so a crash loses at most the batch being
 // written and never half a batch. Compaction rewrites the live state to a
 // new file and renames it over the log once the log is CompactMinBytes and
@@ -55,6 +56,12 @@
 // Filters: a documented subset of Milvus boolean expressions over the
 // metadata JSON; see compileFilter.
 //
+// Validation: a write is checked against the data model every store
+// shares (store.CheckRecords, CheckSearch, CheckIDs, CheckEntities) and
+// nothing else: request limits are the caller's (internal/index). The
+// store's own bound is the log's entry size: a batch whose entry would
+// exceed 1 GiB is store.ErrInvalid, as the replay could not read it back.
+//
 // Online entities live in memory and on the same log; a TTL is stored as an
 // absolute expiry, checked on read and dropped by compaction.
 //
@@ -68,13 +75,10 @@ package embedded
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -234,41 +238,9 @@ func (m snapMark) newer(o snapMark) bool {
 // Open opens or creates the store in opts.Dir, replays its log and loads
 // the graph snapshots that match it.
 func Open(opts Options) (*Store, error) {
-	def := DefaultOptions(opts.Dir)
-	if opts.Dir == "" {
-		return nil, fmt.Errorf("%w: embedded: Options.Dir is empty", store.ErrInvalid)
-	}
-	if opts.ExactThreshold == 0 {
-		opts.ExactThreshold = def.ExactThreshold
-	}
-	if opts.M <= 0 {
-		opts.M = def.M
-	}
-	if opts.EfConstruction <= 0 {
-		opts.EfConstruction = def.EfConstruction
-	}
-	if opts.EfSearch <= 0 {
-		opts.EfSearch = def.EfSearch
-	}
-	if opts.IndexWorkers <= 0 {
-		opts.IndexWorkers = def.IndexWorkers
-	}
-	if opts.SnapshotEvery == 0 {
-		opts.SnapshotEvery = def.SnapshotEvery
-	}
-	if opts.CompactMinBytes == 0 {
-		opts.CompactMinBytes = def.CompactMinBytes
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	switch {
-	case opts.M < MinM || opts.M > MaxM:
-		return nil, fmt.Errorf("%w: embedded: Options.M %d out of range [%d, %d]", store.ErrInvalid, opts.M, MinM, MaxM)
-	case opts.EfConstruction > MaxEf:
-		return nil, fmt.Errorf("%w: embedded: Options.EfConstruction %d; limit %d", store.ErrInvalid, opts.EfConstruction, MaxEf)
-	case opts.EfSearch > MaxEf:
-		return nil, fmt.Errorf("%w: embedded: Options.EfSearch %d; limit %d", store.ErrInvalid, opts.EfSearch, MaxEf)
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -295,7 +267,59 @@ func Open(opts Options) (*Store, error) {
 		s.resolveSnapshot(p, pos)
 	}
 	s.pending = nil
-	due := false
+	due := s.settleGraphs(bad)
+	s.logger.Info("embedded: opened", "dir", opts.Dir, "collections", len(s.colls), "log_bytes", pos.off, "duration", opts.Now().Sub(start))
+	if opts.SnapshotEvery > 0 {
+		s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go s.snapshotLoop()
+		if due {
+			s.kick <- struct{}{}
+		}
+	}
+	return s, nil
+}
+
+// withDefaults fills the zero fields of o from DefaultOptions and checks
+// the graph parameters.
+func (o Options) withDefaults() (Options, error) {
+	def := DefaultOptions(o.Dir)
+	if o.Dir == "" {
+		return o, fmt.Errorf("%w: embedded: Options.Dir is empty", store.ErrInvalid)
+	}
+	o.ExactThreshold = cmp.Or(o.ExactThreshold, def.ExactThreshold) // negative: always HNSW
+	o.M = positive(o.M, def.M)
+	o.EfConstruction = positive(o.EfConstruction, def.EfConstruction)
+	o.EfSearch = positive(o.EfSearch, def.EfSearch)
+	o.IndexWorkers = positive(o.IndexWorkers, def.IndexWorkers)
+	o.SnapshotEvery = cmp.Or(o.SnapshotEvery, def.SnapshotEvery)       // negative: no background snapshots
+	o.CompactMinBytes = cmp.Or(o.CompactMinBytes, def.CompactMinBytes) // negative: no automatic compaction
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.M < MinM || o.M > MaxM:
+		return o, fmt.Errorf("%w: embedded: Options.M %d out of range [%d, %d]", store.ErrInvalid, o.M, MinM, MaxM)
+	case o.EfConstruction > MaxEf:
+		return o, fmt.Errorf("%w: embedded: Options.EfConstruction %d; limit %d", store.ErrInvalid, o.EfConstruction, MaxEf)
+	case o.EfSearch > MaxEf:
+		return o, fmt.Errorf("%w: embedded: Options.EfSearch %d; limit %d", store.ErrInvalid, o.EfSearch, MaxEf)
+	}
+	return o, nil
+}
+
+// positive returns v, or d when v is zero or negative.
+func positive(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// settleGraphs runs after the replay: it builds the graphs that no
+// snapshot gave, records and logs the snapshot outcome of each collection
+// with a graph (bad: the snapshot files that failed their checks), and
+// reports whether a snapshot is due.
+func (s *Store) settleGraphs(bad map[string]error) (due bool) {
 	for _, name := range slices.Sorted(maps.Keys(s.colls)) {
 		c := s.colls[name]
 		s.maybeIndex(c)
@@ -317,314 +341,7 @@ func Open(opts Options) (*Store, error) {
 		}
 		due = due || s.snapshotDue(c)
 	}
-	s.logger.Info("embedded: opened", "dir", opts.Dir, "collections", len(s.colls), "log_bytes", pos.off, "duration", opts.Now().Sub(start))
-	if opts.SnapshotEvery > 0 {
-		s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-		go s.snapshotLoop()
-		if due {
-			s.kick <- struct{}{}
-		}
-	}
-	return s, nil
-}
-
-// readSnapshots loads and checks every snapshot file in the directory into
-// s.pending, removes temporary files a crash left behind, and returns the
-// files that failed their checks (logged when no collection claims them).
-func (s *Store) readSnapshots() (map[string]error, error) {
-	snaps, temps, err := snapFiles(s.opts.Dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range temps {
-		err := os.Remove(filepath.Join(s.opts.Dir, t))
-		s.logger.Info("embedded: removed an unfinished snapshot", "file", t, "err", err)
-	}
-	bad := map[string]error{}
-	for _, file := range snaps {
-		h, body, err := readSnapshot(filepath.Join(s.opts.Dir, file))
-		if err == nil && snapFile(h.name) != file {
-			err = fmt.Errorf("%w: file holds collection %q, whose file is %s", ErrSnapshot, h.name, snapFile(h.name))
-		}
-		if err != nil {
-			bad[file] = fmt.Errorf("%s: %w", file, err)
-			continue
-		}
-		s.pending = append(s.pending, &pendingSnap{file: file, h: h, body: body})
-	}
-	slices.SortStableFunc(s.pending, func(a, b *pendingSnap) int { return cmp.Compare(a.h.pos.off, b.h.pos.off) })
-	return bad, nil
-}
-
-// reachSnapshots is called by the replay at every entry boundary: it
-// resolves the snapshots whose position is at or before pos.
-func (s *Store) reachSnapshots(pos logPos) {
-	for len(s.pending) > 0 && s.pending[0].h.pos.off <= pos.off {
-		p := s.pending[0]
-		s.pending = s.pending[1:]
-		s.resolveSnapshot(p, pos)
-	}
-}
-
-// resolveSnapshot installs p's graph in its collection when the replay is
-// at p's position, or records why not and lets the collection build its
-// graph from the records.
-func (s *Store) resolveSnapshot(p *pendingSnap, pos logPos) {
-	h := p.h
-	c := s.colls[h.name]
-	if c == nil {
-		s.logger.Warn("embedded: snapshot of a collection the log does not hold", "file", p.file, "collection", h.name, "log_offset", h.pos.off)
-		return
-	}
-	var g *graph
-	var slots []string
-	var err error
-	switch {
-	case h.dims != c.dims:
-		err = fmt.Errorf("%w: %d dims; the collection has %d", ErrSnapshot, h.dims, c.dims)
-	case h.m != s.opts.M || h.efc != s.opts.EfConstruction:
-		err = fmt.Errorf("%w: built with M %d, efConstruction %d; options say %d, %d", ErrSnapshot, h.m, h.efc, s.opts.M, s.opts.EfConstruction)
-	case h.pos.off > pos.off:
-		err = fmt.Errorf("%w: indexes the log up to byte %d; the log ends at %d", ErrSnapshot, h.pos.off, pos.off)
-	case h.pos.off < pos.off:
-		err = fmt.Errorf("%w: log offset %d is not an entry boundary of this log", ErrSnapshot, h.pos.off)
-	case h.pos != pos:
-		err = fmt.Errorf("%w: the log's first %d bytes are not the ones it indexes (entries %d, sum %016x; snapshot says %d, %016x): the log was compacted or replaced since", ErrSnapshot, pos.off, pos.seq, pos.sum, h.pos.seq, h.pos.sum)
-	case s.opts.ExactThreshold >= 0 && len(c.recs) <= s.opts.ExactThreshold:
-		// The collection is on exact search here: no graph to load.
-	default:
-		g, slots, err = decodeGraph(h, p.body, c.dims, c.recs)
-	}
-	p.body = nil
-	c.deferGraph = false
-	if err != nil {
-		s.snapState[h.name] = fmt.Errorf("%s: %w", p.file, err)
-	} else if g != nil {
-		c.g, c.slots = g, slots
-		s.snapState[h.name] = nil
-		s.marks[h.name] = snapMark{off: h.pos.off, gen: c.gen}
-	}
-	s.maybeIndex(c)
-}
-
-// apply decodes one log payload into memory. Counts and dimensions in p
-// are claims: loops stop at the first short read, and allocations are
-// bounded by the bytes left in p. A corrupt entry fails with errShort and
-// changes nothing, as the replay drops it from the log.
-func (s *Store) apply(p []byte) error {
-	d := &dec{b: p}
-	switch d.byte() {
-	case opColl:
-		name, dims := d.str(), d.uvarint()
-		if d.err == nil && (dims < 1 || dims > store.MaxDims) {
-			d.fail()
-		}
-		if d.err == nil {
-			if _, ok := s.colls[name]; !ok {
-				c := &collection{dims: int(dims), recs: map[string]*record{}}
-				c.deferGraph = slices.ContainsFunc(s.pending, func(p *pendingSnap) bool { return p.h.name == name })
-				s.colls[name] = c
-			}
-		}
-	case opUpsert:
-		c := s.colls[d.str()]
-		n := d.uvarint()
-		if c == nil {
-			return errShort
-		}
-		recs := make([]store.Record, 0, min(n, uint64(len(d.b))))
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			r := store.Record{ID: d.str(), Vector: make([]float32, c.dims)}
-			d.f32s(r.Vector)
-			r.Metadata, r.ModelVersion = d.bytes(), d.str()
-			r.UpdatedAt = time.Unix(0, d.varint()).UTC()
-			recs = append(recs, r)
-		}
-		if d.err == nil {
-			s.upsertMem(c, recs)
-		}
-	case opDelete:
-		c := s.colls[d.str()]
-		n := d.uvarint()
-		ids := make([]string, 0, min(n, uint64(len(d.b))))
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			ids = append(ids, d.str())
-		}
-		if c != nil && d.err == nil {
-			for _, id := range ids {
-				s.deleteMem(c, id)
-			}
-		}
-		if c != nil {
-			s.maybeIndex(c) // as Delete does, so the replayed graph is the live one
-		}
-	case opEntSet:
-		n := d.uvarint()
-		ents := make([]*entity, 0, min(n, uint64(len(d.b))))
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			e := &entity{}
-			e.ID = d.str()
-			emb := d.bytes()
-			e.Embedding = make([]int8, len(emb))
-			for i, b := range emb {
-				e.Embedding[i] = int8(b)
-			}
-			e.Scale, e.ModelVersion = d.f32(), d.str()
-			e.UpdatedAt = time.UnixMilli(d.varint()).UTC()
-			e.expire = d.varint()
-			nf := d.uvarint()
-			if nf > 0 {
-				e.Features = make(map[string]float64, min(nf, uint64(len(d.b))))
-			}
-			for j := uint64(0); j < nf && d.err == nil; j++ {
-				k := d.str()
-				e.Features[k] = d.f64()
-			}
-			ents = append(ents, e)
-		}
-		if d.err == nil {
-			for _, e := range ents {
-				s.ents[e.ID] = e
-			}
-		}
-	case opEntDel:
-		n := d.uvarint()
-		ids := make([]string, 0, min(n, uint64(len(d.b))))
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			ids = append(ids, d.str())
-		}
-		if d.err == nil {
-			for _, id := range ids {
-				delete(s.ents, id)
-			}
-		}
-	default:
-		return errShort
-	}
-	return d.err
-}
-
-func unitOf(v []float32) []float32 {
-	var n float64
-	for _, x := range v {
-		n += float64(x) * float64(x)
-	}
-	u := make([]float32, len(v))
-	if n == 0 {
-		return u
-	}
-	n = math.Sqrt(n)
-	for i, x := range v {
-		u[i] = float32(float64(x) / n)
-	}
-	return u
-}
-
-// upsertMem applies one batch: an overwritten record's node becomes a
-// tombstone and the batch's records are inserted into the graph in order.
-func (s *Store) upsertMem(c *collection, recs []store.Record) {
-	var fresh []*record // waiting for the graph, in batch order
-	for _, r := range recs {
-		nr := &record{Record: r, unit: unitOf(r.Vector), slot: noSlot}
-		if len(r.Metadata) > 0 {
-			_ = json.Unmarshal(r.Metadata, &nr.meta) // non-objects never match a filter
-		}
-		if old := c.recs[r.ID]; old != nil && c.g != nil {
-			if old.slot == noSlot {
-				// The id came earlier in this batch (a log entry not
-				// written by Upsert, which rejects repeats): insert
-				// that one first, as a record-at-a-time apply would.
-				s.index(c, fresh)
-				fresh = fresh[:0]
-			}
-			c.g.kill(old.slot)
-			c.gen++
-		}
-		c.recs[r.ID] = nr
-		if c.g != nil {
-			fresh = append(fresh, nr)
-		}
-	}
-	s.index(c, fresh)
-	s.maybeIndex(c)
-}
-
-// index inserts recs into c's graph.
-func (s *Store) index(c *collection, recs []*record) {
-	if len(recs) == 0 {
-		return
-	}
-	vs := make([][]float32, len(recs))
-	for i, r := range recs {
-		vs[i] = r.unit
-	}
-	first := c.g.insert(vs, s.opts.IndexWorkers)
-	for i, r := range recs {
-		r.slot = first + uint32(i)
-		c.slots = append(c.slots, r.ID)
-	}
-	c.gen++
-	c.adds.Add(int64(len(recs)))
-}
-
-func (s *Store) deleteMem(c *collection, id string) {
-	if old := c.recs[id]; old != nil {
-		if c.g != nil {
-			c.g.kill(old.slot)
-			c.gen++
-		}
-		delete(c.recs, id)
-	}
-}
-
-// maybeIndex builds the graph once a collection outgrows exact search,
-// rebuilds it when tombstones outnumber live nodes, and drops it when the
-// collection shrinks back.
-func (s *Store) maybeIndex(c *collection) {
-	switch {
-	case c.deferGraph:
-		return
-	case len(c.recs) <= s.opts.ExactThreshold && s.opts.ExactThreshold >= 0:
-		if c.g != nil {
-			c.gen++
-		}
-		c.g, c.slots = nil, nil
-		return
-	case c.g != nil && c.g.ndead <= len(c.recs):
-		return
-	}
-	ids := slices.Sorted(maps.Keys(c.recs)) // deterministic build order
-	recs := make([]*record, len(ids))
-	for i, id := range ids {
-		recs[i] = c.recs[id]
-	}
-	c.g, c.slots = newGraph(s.opts.M, s.opts.EfConstruction, 42), nil
-	s.index(c, recs)
-}
-
-// write appends one framed payload and syncs. Callers hold s.mu.
-func (s *Store) write(e *enc) error {
-	b := e.frame()
-	if _, err := s.log.Write(b); err != nil {
-		// A partial write is truncated away so the log stays replayable.
-		_, serr := s.log.Seek(s.pos.off, io.SeekStart)
-		return errors.Join(fmt.Errorf("embedded: append: %w", err), s.log.Truncate(s.pos.off), serr)
-	}
-	if !s.opts.NoSync {
-		if err := s.log.Sync(); err != nil {
-			return fmt.Errorf("embedded: fsync: %w", err)
-		}
-	}
-	s.pos.add(b)
-	return nil
-}
-
-// afterWrite compacts when the log has grown enough. Callers hold s.mu.
-func (s *Store) afterWrite() error {
-	if s.opts.CompactMinBytes < 0 || s.pos.off < s.opts.CompactMinBytes || s.pos.off < 2*s.compacted {
-		return nil
-	}
-	return s.compactLocked()
+	return due
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -632,200 +349,6 @@ func (s *Store) check(ctx context.Context) error {
 		return ErrClosed
 	}
 	return ctx.Err()
-}
-
-// EnsureCollection implements store.Vectors.
-func (s *Store) EnsureCollection(ctx context.Context, name string, dims int) error {
-	if err := store.ValidateID(0, name); err != nil {
-		return fmt.Errorf("collection name: %w", err)
-	}
-	if dims < 1 || dims > store.MaxDims {
-		return fmt.Errorf("%w: dims %d out of range [1, %d]", store.ErrInvalid, dims, store.MaxDims)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	if c, ok := s.colls[name]; ok {
-		if c.dims != dims {
-			return fmt.Errorf("%w: collection %q has %d dimensions; asked for %d", store.ErrInvalid, name, c.dims, dims)
-		}
-		return nil
-	}
-	e := &enc{}
-	e.byte(opColl)
-	e.str(name)
-	e.uvarint(uint64(dims))
-	if err := s.write(e); err != nil {
-		return err
-	}
-	s.colls[name] = &collection{dims: dims, recs: map[string]*record{}}
-	return nil
-}
-
-func (s *Store) coll(name string) (*collection, error) {
-	c, ok := s.colls[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: collection %q", store.ErrNotFound, name)
-	}
-	return c, nil
-}
-
-// Upsert implements store.Vectors.
-func (s *Store) Upsert(ctx context.Context, collection string, recs []store.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	c, err := s.coll(collection)
-	if err != nil {
-		return err
-	}
-	if err := store.ValidateRecords(recs, c.dims); err != nil {
-		return err
-	}
-	for i, r := range recs {
-		if len(r.Metadata) > 0 && !json.Valid(r.Metadata) {
-			return fmt.Errorf("%w: records[%d] (%q) metadata is not valid JSON", store.ErrInvalid, i, r.ID)
-		}
-	}
-	e := &enc{b: make([]byte, 0, len(recs)*(c.dims*4+64))}
-	e.byte(opUpsert)
-	e.str(collection)
-	e.uvarint(uint64(len(recs)))
-	own := make([]store.Record, len(recs))
-	for i, r := range recs {
-		e.str(r.ID)
-		e.f32s(r.Vector)
-		e.bytes(r.Metadata)
-		e.str(r.ModelVersion)
-		e.varint(r.UpdatedAt.UnixNano())
-		// Copy so the caller may reuse its slices.
-		own[i] = store.Record{ID: r.ID, Vector: slices.Clone(r.Vector), Metadata: slices.Clone(r.Metadata), ModelVersion: r.ModelVersion, UpdatedAt: r.UpdatedAt}
-	}
-	if err := s.write(e); err != nil {
-		return err
-	}
-	s.upsertMem(c, own)
-	if s.kick != nil && s.snapshotDue(c) {
-		select {
-		case s.kick <- struct{}{}:
-		default: // already woken
-		}
-	}
-	return s.afterWrite()
-}
-
-// Get implements store.Vectors.
-func (s *Store) Get(ctx context.Context, collection string, ids []string) ([]store.Record, error) {
-	if err := store.ValidateIDs(ids); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	c, err := s.coll(collection)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Record, 0, len(ids))
-	for _, id := range ids {
-		if r := c.recs[id]; r != nil {
-			out = append(out, store.Record{ID: r.ID, Vector: slices.Clone(r.Vector), Metadata: slices.Clone(r.Metadata), ModelVersion: r.ModelVersion, UpdatedAt: r.UpdatedAt})
-		}
-	}
-	return out, nil
-}
-
-// Delete implements store.Vectors.
-func (s *Store) Delete(ctx context.Context, collection string, ids []string) error {
-	if err := store.ValidateIDs(ids); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	c, err := s.coll(collection)
-	if err != nil {
-		return err
-	}
-	e := &enc{}
-	e.byte(opDelete)
-	e.str(collection)
-	e.uvarint(uint64(len(ids)))
-	for _, id := range ids {
-		e.str(id)
-	}
-	if err := s.write(e); err != nil {
-		return err
-	}
-	for _, id := range ids {
-		s.deleteMem(c, id)
-	}
-	s.maybeIndex(c)
-	return s.afterWrite()
-}
-
-// Search implements store.Vectors.
-func (s *Store) Search(ctx context.Context, req store.SearchRequest) ([]store.Hit, error) {
-	var f filter
-	if req.Filter != "" {
-		var err error
-		if f, err = compileFilter(req.Filter); err != nil {
-			return nil, err
-		}
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	c, err := s.coll(req.Collection)
-	if err != nil {
-		return nil, err
-	}
-	if err := store.ValidateSearch(req, c.dims); err != nil {
-		return nil, err
-	}
-	q := unitOf(req.Vector)
-	var hits []store.Hit
-	var recs []*record
-	if c.g != nil && f == nil {
-		for _, cd := range c.g.search(q, req.TopK, s.opts.EfSearch) {
-			r := c.recs[c.slots[cd.slot]]
-			hits = append(hits, store.Hit{ID: r.ID, Score: dot(q, r.unit)})
-			recs = append(recs, r)
-		}
-	} else {
-		for _, r := range c.recs {
-			if f != nil && !f(r.meta) {
-				continue
-			}
-			hits = append(hits, store.Hit{ID: r.ID, Score: dot(q, r.unit)})
-			recs = append(recs, r)
-		}
-	}
-	byID := make(map[string]*record, len(recs))
-	for _, r := range recs {
-		byID[r.ID] = r
-	}
-	slices.SortFunc(hits, func(a, b store.Hit) int {
-		if a.Score != b.Score {
-			return cmp.Compare(b.Score, a.Score)
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
-	hits = hits[:min(len(hits), req.TopK)]
-	for i := range hits {
-		hits[i].Metadata = slices.Clone(byID[hits[i].ID].Metadata)
-	}
-	return hits, nil
 }
 
 // Close implements store.Vectors and store.Online. It stops the background

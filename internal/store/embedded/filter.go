@@ -211,6 +211,27 @@ func (p *parser) literal() (any, error) {
 }
 
 func (p *parser) cmp() (filter, error) {
+	path, err := p.path()
+	if err != nil {
+		return nil, err
+	}
+	get := lookup(path)
+	negate := false
+	if p.is(tIdent, "not") {
+		negate = true
+		p.next()
+		if !p.is(tIdent, "in") {
+			return nil, fmt.Errorf("expected in after not at offset %d", p.tok.pos)
+		}
+	}
+	if p.is(tIdent, "in") {
+		return p.in(get, negate)
+	}
+	return p.comparison(get)
+}
+
+// path parses metadata["key"]["key"]... and returns the keys.
+func (p *parser) path() ([]string, error) {
 	if !p.is(tIdent, "metadata") {
 		return nil, fmt.Errorf("expected metadata[\"key\"] at offset %d, got %q", p.tok.pos, p.tok.text)
 	}
@@ -230,7 +251,14 @@ func (p *parser) cmp() (filter, error) {
 	if len(path) == 0 {
 		return nil, fmt.Errorf("expected [\"key\"] after metadata at offset %d", p.tok.pos)
 	}
-	get := func(m map[string]any) (any, bool) {
+	return path, nil
+}
+
+// getter returns the value at a path of a metadata object, if there is one.
+type getter func(m map[string]any) (any, bool)
+
+func lookup(path []string) getter {
+	return func(m map[string]any) (any, bool) {
 		var v any = m
 		for _, k := range path {
 			o, ok := v.(map[string]any)
@@ -243,46 +271,44 @@ func (p *parser) cmp() (filter, error) {
 		}
 		return v, true
 	}
-	negate := false
-	if p.is(tIdent, "not") {
-		negate = true
-		p.next()
-		if !p.is(tIdent, "in") {
-			return nil, fmt.Errorf("expected in after not at offset %d", p.tok.pos)
-		}
+}
+
+// in parses `in [literal, ...]` after a path; negate is a preceding not.
+func (p *parser) in(get getter, negate bool) (filter, error) {
+	p.next()
+	if err := p.expect("["); err != nil {
+		return nil, err
 	}
-	if p.is(tIdent, "in") {
-		p.next()
-		if err := p.expect("["); err != nil {
+	var set []any
+	for !p.is(tOp, "]") {
+		v, err := p.literal()
+		if err != nil {
 			return nil, err
 		}
-		var set []any
-		for !p.is(tOp, "]") {
-			v, err := p.literal()
-			if err != nil {
+		set = append(set, v)
+		if !p.is(tOp, "]") {
+			if err := p.expect(","); err != nil {
 				return nil, err
 			}
-			set = append(set, v)
-			if !p.is(tOp, "]") {
-				if err := p.expect(","); err != nil {
-					return nil, err
-				}
+		}
+	}
+	p.next()
+	return func(m map[string]any) bool {
+		v, ok := get(m)
+		if !ok {
+			return false
+		}
+		for _, s := range set {
+			if c, ok := compare(v, s); ok && c == 0 {
+				return !negate
 			}
 		}
-		p.next()
-		return func(m map[string]any) bool {
-			v, ok := get(m)
-			if !ok {
-				return false
-			}
-			for _, s := range set {
-				if c, ok := compare(v, s); ok && c == 0 {
-					return !negate
-				}
-			}
-			return negate
-		}, nil
-	}
+		return negate
+	}, nil
+}
+
+// comparison parses `op literal` after a path.
+func (p *parser) comparison(get getter) (filter, error) {
 	if !p.is(tOp, "==", "!=", ">", ">=", "<", "<=") {
 		return nil, fmt.Errorf("expected a comparison at offset %d, got %q", p.tok.pos, p.tok.text)
 	}

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"hash/crc64"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/embedd/embedd/internal/store"
+	"github.com/embedd/embedd/internal/store/framelog"
 )
 
 // Log format (file "embedd.log" in Options.Dir):
@@ -19,6 +22,14 @@ import (
 //	header  = "EMBEDDL1"
 //	entry   = u32le payload length | u32le CRC-32C(payload) | payload
 //	payload = op byte | op fields (uvarint lengths, little-endian floats)
+//
+// An entry is a frame of package framelog, the frame format this log
+// shares with the write-ahead log (internal/store/wal): one reader finds
+// torn and corrupt tails for both. What is this log's own: the magic, the
+// payload codec below (compact and allocation-bounded where the WAL uses
+// gob), the 1 GiB entry limit, and the position (see logPos), which chains
+// a CRC-64 over the entries' headers so that a graph snapshot can name the
+// log prefix it indexes.
 //
 // One entry holds one whole batch, so a batch is atomic on disk: a torn or
 // corrupt entry is dropped with everything after it, and the file is
@@ -32,9 +43,11 @@ const (
 	opDelete  = 3 // coll, n, n*id
 	opEntSet  = 4 // n, n*(id, emb, scale, mv, ts ms, expire unix nanos or 0, nf, nf*(name, f64))
 	opEntDel  = 5 // n, n*id
-	entryHead = 8
+	entryHead = framelog.HeaderSize
 )
 
+// crcTable is the CRC-32C of the snapshot format (the log's frames are
+// framelog's).
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // enc builds one payload.
@@ -56,10 +69,72 @@ func (e *enc) f32s(fs []float32) {
 
 // frame wraps the payload in an entry.
 func (e *enc) frame() []byte {
-	out := make([]byte, entryHead, entryHead+len(e.b))
-	binary.LittleEndian.PutUint32(out, uint32(len(e.b)))
-	binary.LittleEndian.PutUint32(out[4:], crc32.Checksum(e.b, crcTable))
-	return append(out, e.b...)
+	return framelog.Append(make([]byte, 0, entryHead+len(e.b)), e.b)
+}
+
+// The payload of each op; apply decodes them.
+
+func encodeColl(name string, dims int) *enc {
+	e := &enc{}
+	e.byte(opColl)
+	e.str(name)
+	e.uvarint(uint64(dims))
+	return e
+}
+
+func encodeUpsert(coll string, dims int, recs []store.Record) *enc {
+	e := &enc{b: make([]byte, 0, len(recs)*(dims*4+64))}
+	e.byte(opUpsert)
+	e.str(coll)
+	e.uvarint(uint64(len(recs)))
+	for _, r := range recs {
+		e.str(r.ID)
+		e.f32s(r.Vector)
+		e.bytes(r.Metadata)
+		e.str(r.ModelVersion)
+		e.varint(r.UpdatedAt.UnixNano())
+	}
+	return e
+}
+
+// encodeDelete is opDelete of ids in coll, or opEntDel of entity ids when
+// coll is nil.
+func encodeDelete(coll *string, ids []string) *enc {
+	e := &enc{}
+	if coll != nil {
+		e.byte(opDelete)
+		e.str(*coll)
+	} else {
+		e.byte(opEntDel)
+	}
+	e.uvarint(uint64(len(ids)))
+	for _, id := range ids {
+		e.str(id)
+	}
+	return e
+}
+
+func encodeEntSet(ents []*entity) *enc {
+	e := &enc{}
+	e.byte(opEntSet)
+	e.uvarint(uint64(len(ents)))
+	for _, ent := range ents {
+		e.str(ent.ID)
+		e.uvarint(uint64(len(ent.Embedding)))
+		for _, b := range ent.Embedding {
+			e.byte(byte(b))
+		}
+		e.f32(ent.Scale)
+		e.str(ent.ModelVersion)
+		e.varint(ent.UpdatedAt.UnixMilli())
+		e.varint(ent.expire)
+		e.uvarint(uint64(len(ent.Features)))
+		for _, k := range slices.Sorted(maps.Keys(ent.Features)) {
+			e.str(k)
+			e.f64(ent.Features[k])
+		}
+	}
+	return e
 }
 
 var errShort = errors.New("embedded: short payload")
@@ -71,36 +146,10 @@ type dec struct {
 }
 
 func (d *dec) fail() { d.err = errShort; d.b = nil }
-func (d *dec) byte() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-func (d *dec) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-func (d *dec) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-func (d *dec) bytes() []byte {
-	n := d.uvarint()
-	if uint64(len(d.b)) < n {
+
+// take consumes n bytes; nil (and the sticky error) when fewer are left.
+func (d *dec) take(n int) []byte {
+	if len(d.b) < n {
 		d.fail()
 		return nil
 	}
@@ -108,34 +157,71 @@ func (d *dec) bytes() []byte {
 	d.b = d.b[n:]
 	return s
 }
-func (d *dec) str() string { return string(d.bytes()) }
-func (d *dec) f32() float32 {
-	if len(d.b) < 4 {
-		d.fail()
+
+func (d *dec) byte() byte {
+	if s := d.take(1); s != nil {
+		return s[0]
+	}
+	return 0
+}
+func (d *dec) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if !d.skip(n) {
 		return 0
 	}
-	f := math.Float32frombits(binary.LittleEndian.Uint32(d.b))
-	d.b = d.b[4:]
-	return f
+	return v
+}
+func (d *dec) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if !d.skip(n) {
+		return 0
+	}
+	return v
+}
+
+// skip consumes the n bytes a varint decoder read; n <= 0 is its failure.
+func (d *dec) skip(n int) bool {
+	if n <= 0 {
+		d.fail()
+		return false
+	}
+	d.b = d.b[n:]
+	return true
+}
+func (d *dec) bytes() []byte {
+	n := d.uvarint()
+	if uint64(len(d.b)) < n {
+		d.fail()
+		return nil
+	}
+	return d.take(int(n))
+}
+func (d *dec) str() string { return string(d.bytes()) }
+
+// strs reads a count and that many strings; the count is a claim, so the
+// slice grows with what is there.
+func (d *dec) strs() []string {
+	n := d.uvarint()
+	ids := make([]string, 0, min(n, uint64(len(d.b))))
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		ids = append(ids, d.str())
+	}
+	return ids
 }
 func (d *dec) u32() uint32 {
-	if len(d.b) < 4 {
-		d.fail()
-		return 0
+	if s := d.take(4); s != nil {
+		return binary.LittleEndian.Uint32(s)
 	}
-	v := binary.LittleEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return v
+	return 0
 }
 func (d *dec) u64() uint64 {
-	if len(d.b) < 8 {
-		d.fail()
-		return 0
+	if s := d.take(8); s != nil {
+		return binary.LittleEndian.Uint64(s)
 	}
-	v := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
+	return 0
 }
+func (d *dec) f32() float32 { return math.Float32frombits(d.u32()) }
+func (d *dec) f64() float64 { return math.Float64frombits(d.u64()) }
 
 // f32s fills dst; it is f32 in a loop without the per-value checks.
 func (d *dec) f32s(dst []float32) {
@@ -147,15 +233,6 @@ func (d *dec) f32s(dst []float32) {
 		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*i:]))
 	}
 	d.b = d.b[4*len(dst):]
-}
-func (d *dec) f64() float64 {
-	if len(d.b) < 8 {
-		d.fail()
-		return 0
-	}
-	f := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-	d.b = d.b[8:]
-	return f
 }
 
 // replayLog calls apply for every intact entry of path and truncates a torn
@@ -172,45 +249,25 @@ func replayLog(path string, apply func(payload []byte) error, at func(logPos)) (
 		return nil, logPos{}, errors.Join(err, f.Close())
 	}
 	if st.Size() == 0 {
-		if _, err := f.Write([]byte(logMagic)); err != nil {
-			return nil, logPos{}, errors.Join(err, f.Close())
-		}
-		if err := f.Sync(); err != nil {
-			return nil, logPos{}, errors.Join(err, f.Close())
-		}
-		pos := logPos{off: int64(len(logMagic))}
-		at(pos)
-		return f, pos, syncDir(filepath.Dir(path))
+		return newLog(f, path, at)
 	}
-	r := bufio.NewReaderSize(f, 1<<20)
+	br := bufio.NewReaderSize(f, 1<<20)
 	head := make([]byte, len(logMagic))
-	if _, err := io.ReadFull(r, head); err != nil || string(head) != logMagic {
+	if _, err := io.ReadFull(br, head); err != nil || string(head) != logMagic {
 		return nil, logPos{}, errors.Join(fmt.Errorf("embedded: %s is not an embedd log", path), f.Close())
 	}
 	good := logPos{off: int64(len(logMagic))}
-	var hdr [entryHead]byte
+	r := framelog.NewReader(br, st.Size()-good.off, maxEntry)
 	for {
 		at(good)
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			break // EOF or torn header
-		}
-		n := binary.LittleEndian.Uint32(hdr[:])
-		if n > maxEntry || int64(n) > st.Size()-good.off-entryHead {
-			break // corrupt, or torn: a length is a claim, not an allocation size
-		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			break
-		}
-		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-			break
+		payload, err := r.Next()
+		if err != nil {
+			break // the end, or a torn or corrupt tail
 		}
 		if err := apply(payload); err != nil {
 			break
 		}
-		good.off += entryHead + int64(n)
-		good.seq++
-		good.sum = crc64.Update(good.sum, crc64Table, hdr[:])
+		good.add(r.Header(), len(payload))
 	}
 	if good.off < st.Size() {
 		if err := f.Truncate(good.off); err != nil {
@@ -224,6 +281,19 @@ func replayLog(path string, apply func(payload []byte) error, at func(logPos)) (
 		return nil, logPos{}, errors.Join(err, f.Close())
 	}
 	return f, good, nil
+}
+
+// newLog writes the magic into the empty file f, durably.
+func newLog(f *os.File, path string, at func(logPos)) (*os.File, logPos, error) {
+	if _, err := f.Write([]byte(logMagic)); err != nil {
+		return nil, logPos{}, errors.Join(err, f.Close())
+	}
+	if err := f.Sync(); err != nil {
+		return nil, logPos{}, errors.Join(err, f.Close())
+	}
+	pos := logPos{off: int64(len(logMagic))}
+	at(pos)
+	return f, pos, syncDir(filepath.Dir(path))
 }
 
 func syncDir(dir string) error {

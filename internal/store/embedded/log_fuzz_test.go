@@ -161,6 +161,23 @@ func f32bits(v []float32) []uint32 {
 	return out
 }
 
+// reopen closes s, opens the store in dir again and fails t unless its
+// state is want; opening names the step, differs the mismatch.
+func reopen(t *testing.T, s *Store, dir, want, opening, differs string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(fuzzOptions(dir))
+	if err != nil {
+		t.Fatalf("%s: %v", opening, err)
+	}
+	if got := dump(s); got != want {
+		t.Fatalf("%s:\n%s\nwant\n%s", differs, got, want)
+	}
+	return s
+}
+
 // FuzzLogApply decodes one log payload into a store holding collection "c":
 //   - it never panics, never loops beyond the payload, and allocates at
 //     most a small multiple of the payload (a count or dimension in it is a
@@ -264,30 +281,14 @@ func FuzzOpenLog(f *testing.F) {
 			t.Fatalf("log ends at %d, file %v (%v); want %d", s.pos.off, st.Size(), err, end)
 		}
 		want := dump(s)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if s, err = Open(fuzzOptions(dir)); err != nil {
-			t.Fatalf("reopen: %v", err)
-		}
-		if got := dump(s); got != want {
-			t.Fatalf("reopened state differs:\n%s\nwant\n%s", got, want)
-		}
+		s = reopen(t, s, dir, want, "reopen", "reopened state differs")
 		if err := s.Compact(context.Background()); err != nil {
 			t.Fatalf("Compact: %v", err)
 		}
 		if got := dump(s); got != want {
 			t.Fatalf("compaction changed the state:\n%s\nwant\n%s", got, want)
 		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if s, err = Open(fuzzOptions(dir)); err != nil {
-			t.Fatalf("reopen after Compact: %v", err)
-		}
-		if got := dump(s); got != want {
-			t.Fatalf("state after Compact and reopen differs:\n%s\nwant\n%s", got, want)
-		}
+		s = reopen(t, s, dir, want, "reopen after Compact", "state after Compact and reopen differs")
 	})
 }
 
@@ -343,14 +344,6 @@ func FuzzLogRoundTrip(f *testing.F) {
 			}
 		}
 		want := dump(s)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if s, err = Open(fuzzOptions(dir)); err != nil {
-			t.Fatalf("reopen: %v", err)
-		}
-		if got := dump(s); got != want {
-			t.Fatalf("decoded state differs from the written one:\n%s\nwant\n%s", got, want)
-		}
+		s = reopen(t, s, dir, want, "reopen", "decoded state differs from the written one")
 	})
 }

@@ -79,11 +79,12 @@ type logPos struct {
 	sum uint64
 }
 
-// add moves the position past one framed entry.
-func (p *logPos) add(frame []byte) {
-	p.off += int64(len(frame))
+// add moves the position past one entry: its header and its payload's
+// length.
+func (p *logPos) add(header []byte, n int) {
+	p.off += int64(entryHead + n)
 	p.seq++
-	p.sum = crc64.Update(p.sum, crc64Table, frame[:entryHead])
+	p.sum = crc64.Update(p.sum, crc64Table, header)
 }
 
 // snapHeader is the decoded hfields.

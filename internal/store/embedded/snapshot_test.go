@@ -521,40 +521,6 @@ func TestSnapshotShrink(t *testing.T) {
 	}
 }
 
-// TestInsertWorkers checks that the graph does not depend on the number of
-// workers, and that batched inserts keep the recall of TestHNSWRecall.
-func TestInsertWorkers(t *testing.T) {
-	const n, d = 3000, 64
-	r := rand.New(rand.NewPCG(3, 4))
-	vecs := make([][]float32, n)
-	for i := range vecs {
-		vecs[i] = unitOf(vec(r, d))
-	}
-	one, three := newGraph(16, 100, 1), newGraph(16, 100, 1)
-	one.insert(vecs, 1)
-	three.insert(vecs, 3)
-	for slot := range one.links {
-		for l := range one.links[slot] {
-			if !slices.Equal(one.links[slot][l], three.links[slot][l]) {
-				t.Fatalf("node %d level %d: 3 workers %v; 1 worker %v", slot, l, three.links[slot][l], one.links[slot][l])
-			}
-		}
-	}
-	hit := 0
-	for range 50 {
-		q := unitOf(vec(r, d))
-		truth := exactTop(vecs, q, 10)
-		for _, c := range three.search(q, 10, 64) {
-			if truth[c.slot] {
-				hit++
-			}
-		}
-	}
-	if recall := float64(hit) / 500; recall < 0.9 {
-		t.Errorf("recall@10 of a batched build: got %.3f; want >= 0.9", recall)
-	}
-}
-
 func TestOpenOptionLimits(t *testing.T) {
 	for _, mod := range []func(*Options){
 		func(o *Options) { o.M = 1 },

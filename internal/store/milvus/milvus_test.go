@@ -49,6 +49,17 @@ func collection(t testing.TB, s *Store) string {
 	return name
 }
 
+// newCollection opens a store and a fresh collection of dims.
+func newCollection(t testing.TB, dims int) (*Store, string) {
+	t.Helper()
+	s := newStore(t, Options{})
+	name := collection(t, s)
+	if err := s.EnsureCollection(context.Background(), name, dims); err != nil {
+		t.Fatalf("EnsureCollection: %v", err)
+	}
+	return s, name
+}
+
 func unit(rng *rand.Rand, dims int) []float32 {
 	v := make([]float32, dims)
 	var n float64
@@ -114,13 +125,9 @@ func TestUnavailable(t *testing.T) {
 }
 
 func TestCRUD(t *testing.T) {
-	s := newStore(t, Options{})
-	ctx := context.Background()
-	name := collection(t, s)
 	const dims = 8
-	if err := s.EnsureCollection(ctx, name, dims); err != nil {
-		t.Fatalf("EnsureCollection: %v", err)
-	}
+	s, name := newCollection(t, dims)
+	ctx := context.Background()
 	if err := s.EnsureCollection(ctx, name, dims); err != nil {
 		t.Fatalf("EnsureCollection again: %v", err)
 	}
@@ -208,13 +215,9 @@ func ids(recs []store.Record) []string {
 }
 
 func TestUpsertIdempotent(t *testing.T) {
-	s := newStore(t, Options{})
-	ctx := context.Background()
-	name := collection(t, s)
 	const dims = 4
-	if err := s.EnsureCollection(ctx, name, dims); err != nil {
-		t.Fatalf("EnsureCollection: %v", err)
-	}
+	s, name := newCollection(t, dims)
+	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 4))
 	recs := records(rng, 3, dims, "x")
 	for range 2 {
@@ -246,13 +249,9 @@ func TestUpsertIdempotent(t *testing.T) {
 }
 
 func TestInvalid(t *testing.T) {
-	s := newStore(t, Options{})
-	ctx := context.Background()
-	name := collection(t, s)
 	const dims = 4
-	if err := s.EnsureCollection(ctx, name, dims); err != nil {
-		t.Fatalf("EnsureCollection: %v", err)
-	}
+	s, name := newCollection(t, dims)
+	ctx := context.Background()
 	good := store.Record{ID: "good", Vector: []float32{1, 0, 0, 0}}
 	tests := []struct {
 		name string

@@ -14,6 +14,10 @@
 // PEXPIRE per entity, so each entity is replaced whole and never visible
 // without its TTL. Reads: one pipeline of HGETALL per id.
 //
+// Validation: entity ids and a non-negative TTL (store.CheckEntities), and
+// Redis's own bound, a TTL of at least 1ms (PEXPIRE); request limits are
+// the caller's (internal/index).
+//
 // Errors: a connection failure is store.ErrUnavailable naming "redis".
 //
 // Clients: Options and NewClient are embedd's one Redis client
@@ -145,20 +149,14 @@ func (o *Online) wrap(err error) error {
 	return fmt.Errorf("redis: %w", err)
 }
 
-func validateEntities(ents []store.Entity, ttl time.Duration) error {
-	if ttl < 0 {
-		return fmt.Errorf("%w: ttl %v is negative", store.ErrInvalid, ttl)
+// SetEntities implements store.Online. Besides the data model
+// (store.CheckEntities) Redis imposes a TTL of at least 1ms (PEXPIRE).
+func (o *Online) SetEntities(ctx context.Context, ents []store.Entity, ttl time.Duration) error {
+	if err := store.CheckEntities(ents, ttl); err != nil {
+		return err
 	}
 	if ttl > 0 && ttl < time.Millisecond {
 		return fmt.Errorf("%w: ttl %v is under 1ms", store.ErrInvalid, ttl)
-	}
-	return store.ValidateEntities(ents)
-}
-
-// SetEntities implements store.Online.
-func (o *Online) SetEntities(ctx context.Context, ents []store.Entity, ttl time.Duration) error {
-	if err := validateEntities(ents, ttl); err != nil {
-		return err
 	}
 	if len(ents) == 0 {
 		return nil
@@ -192,7 +190,7 @@ func (o *Online) SetEntities(ctx context.Context, ents []store.Entity, ttl time.
 
 // GetEntities implements store.Online.
 func (o *Online) GetEntities(ctx context.Context, ids []string) ([]*store.Entity, error) {
-	if err := store.ValidateEntityIDs(ids); err != nil {
+	if err := store.CheckEntityIDs(ids); err != nil {
 		return nil, err
 	}
 	out := make([]*store.Entity, len(ids))
@@ -263,7 +261,7 @@ func decode(id string, m map[string]string) (*store.Entity, error) {
 
 // DeleteEntities implements store.Online.
 func (o *Online) DeleteEntities(ctx context.Context, ids []string) error {
-	if err := store.ValidateEntityIDs(ids); err != nil {
+	if err := store.CheckEntityIDs(ids); err != nil {
 		return err
 	}
 	if len(ids) == 0 {

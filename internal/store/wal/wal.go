@@ -2,7 +2,8 @@
 // could not reach a store are appended here, fsynced, acknowledged, and
 // replayed in order by one goroutine once the store is back.
 //
-// Format: one file, "wal.log", of frames
+// Format: one file, "wal.log", of frames (package framelog, the frame
+// format it shares with the embedded store's log)
 //
 //	length  uint32 little-endian, bytes of payload (at most MaxEntryBytes)
 //	crc     uint32 little-endian, CRC-32C (Castagnoli) of payload
@@ -14,6 +15,14 @@
 // Open truncates a torn or corrupt tail (a crash during Append loses only
 // the unacknowledged frame being written). When every frame is applied the
 // log is truncated to zero and the checkpoint reset.
+//
+// Why the payload is gob while the embedded store's log has its own codec
+// (the frames are the same): a WAL entry carries whole store.Record and
+// store.Entity values for whichever stores are configured and lives only
+// until it is applied, so a self-describing encoding that tolerates fields
+// added between versions fits; the embedded log is that store's permanent
+// state, replayed at every Open, so it is compact and its decoder bounds
+// every allocation by the bytes it reads.
 //
 // Invariants:
 //   - Append returns only after the frame is on disk (fsync); an
@@ -38,7 +47,6 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -48,6 +56,7 @@ import (
 
 	"github.com/embedd/embedd/internal/fsutil"
 	"github.com/embedd/embedd/internal/store"
+	"github.com/embedd/embedd/internal/store/framelog"
 )
 
 // MaxEntryBytes bounds one frame's payload.
@@ -107,8 +116,6 @@ type Log struct {
 	dead    int
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // Open opens or creates the log in opts.Dir and recovers it.
 func Open(opts Options) (*Log, error) {
 	if opts.Dir == "" {
@@ -158,16 +165,14 @@ func (l *Log) recover() error {
 	if l.applied > st.Size() {
 		return fmt.Errorf("wal: checkpoint %d beyond log size %d", l.applied, st.Size())
 	}
-	off := l.applied
-	r := io.NewSectionReader(l.f, off, st.Size()-off)
+	r := framelog.NewReader(io.NewSectionReader(l.f, l.applied, st.Size()-l.applied), st.Size()-l.applied, MaxEntryBytes)
 	for {
-		_, n, err := readFrame(r)
-		if err != nil {
+		if _, err := r.Next(); err != nil {
 			break // io.EOF, or a torn/corrupt tail
 		}
-		off += n
 		l.pending++
 	}
+	off := l.applied + r.Offset()
 	if off < st.Size() {
 		l.opts.Logger.Warn("wal: truncating torn tail", "offset", off, "size", st.Size())
 		if err := l.f.Truncate(off); err != nil {
@@ -181,44 +186,84 @@ func (l *Log) recover() error {
 	return nil
 }
 
-// readFrame reads one frame; n is the bytes consumed. A frame whose length
-// runs past the end of r is torn (io.ErrUnexpectedEOF) and allocates
-// nothing: the length field is a claim, not an allocation size.
+// readFrame reads the frame at r's position; n is the bytes consumed. A
+// frame whose length runs past the end of r is torn (io.ErrUnexpectedEOF)
+// and allocates nothing: the length field is a claim, not an allocation
+// size.
 func readFrame(r *io.SectionReader) (payload []byte, n int64, err error) {
-	var hdr [8]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	pos, _ := r.Seek(0, io.SeekCurrent)
+	payload, err = framelog.NewReader(r, r.Size()-pos, MaxEntryBytes).Next()
+	if err != nil {
 		return nil, 0, err
 	}
-	size := binary.LittleEndian.Uint32(hdr[:4])
-	if size > MaxEntryBytes {
-		return nil, 0, fmt.Errorf("wal: frame of %d bytes exceeds %d", size, MaxEntryBytes)
-	}
-	if pos, _ := r.Seek(0, io.SeekCurrent); int64(size) > r.Size()-pos {
-		return nil, 0, fmt.Errorf("wal: frame of %d bytes, %d left: %w", size, r.Size()-pos, io.ErrUnexpectedEOF)
-	}
-	payload = make([]byte, size)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return nil, 0, err
-	}
-	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
-		return nil, 0, errors.New("wal: CRC mismatch")
-	}
-	return payload, int64(8 + size), nil
+	return payload, int64(framelog.HeaderSize + len(payload)), nil
 }
 
+// frame encodes e as one frame, the payload gob-encoded in place after
+// the header.
 func frame(e *Entry) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Write(make([]byte, 8))
+	buf.Write(make([]byte, framelog.HeaderSize))
 	if err := gob.NewEncoder(&buf).Encode(e); err != nil {
 		return nil, fmt.Errorf("wal: encode: %w", err)
 	}
 	b := buf.Bytes()
-	if len(b)-8 > MaxEntryBytes {
-		return nil, fmt.Errorf("%w: %d bytes; limit %d", ErrTooLarge, len(b)-8, MaxEntryBytes)
+	if n := len(b) - framelog.HeaderSize; n > MaxEntryBytes {
+		return nil, fmt.Errorf("%w: %d bytes; limit %d", ErrTooLarge, n, MaxEntryBytes)
 	}
-	binary.LittleEndian.PutUint32(b[:4], uint32(len(b)-8))
-	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
+	framelog.Seal(b)
 	return b, nil
+}
+
+// decode decodes one frame's payload. gob reads a message's length and
+// allocates for it (up to 10 MiB at a time) before it reads the message, so
+// the lengths are checked against the payload first: a length is a claim,
+// and a payload that claims more than it holds is rejected without
+// allocating for the claim.
+func decode(p []byte) (*Entry, error) {
+	if err := checkGobLengths(p); err != nil {
+		return nil, err
+	}
+	var e Entry
+	if err := gob.NewDecoder(bytes.NewReader(p)).Decode(&e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// checkGobLengths walks the messages of the gob stream p, each a length
+// (gob's unsigned integer) and that many bytes, and fails at the first that
+// runs past the end of p.
+func checkGobLengths(p []byte) error {
+	for len(p) > 0 {
+		n, k := gobUint(p)
+		if k == 0 {
+			return errors.New("wal: malformed gob message length")
+		}
+		p = p[k:]
+		if n > uint64(len(p)) {
+			return fmt.Errorf("wal: gob message of %d bytes, %d left", n, len(p))
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// gobUint decodes gob's unsigned integer at the start of p and returns it
+// and its size (0 when malformed): a byte below 0x80 is the value, any
+// other is the negated count (1 to 8) of big-endian bytes that follow.
+func gobUint(p []byte) (v uint64, size int) {
+	if p[0] < 0x80 {
+		return uint64(p[0]), 1
+	}
+	c := -int(int8(p[0]))
+	if c > 8 || len(p) <= c {
+		return 0, 0
+	}
+	for _, b := range p[1 : 1+c] {
+		v = v<<8 | uint64(b)
+	}
+	return v, 1 + c
 }
 
 // Append writes e and fsyncs before returning.
@@ -287,15 +332,15 @@ func (l *Log) Run(ctx context.Context, apply func(context.Context, *Entry) error
 				continue
 			}
 		}
-		var e Entry
-		if err := gob.NewDecoder(bytes.NewReader(payload)).Decode(&e); err != nil {
+		e, err := decode(payload)
+		if err != nil {
 			err = fmt.Errorf("%w: wal: decode: %w", store.ErrInvalid, err)
 			if err := l.bury(payload, n, err); err != nil {
 				return err
 			}
 			continue
 		}
-		err = apply(ctx, &e)
+		err = apply(ctx, e)
 		switch {
 		case err == nil:
 			backoff = l.opts.MinBackoff
@@ -386,10 +431,7 @@ func appendSync(path string, b []byte) error {
 
 // bury appends a frame that can never apply to wal.dead and moves on.
 func (l *Log) bury(payload []byte, n int64, why error) error {
-	var hdr [8]byte
-	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(payload, castagnoli))
-	if err := appendSync(filepath.Join(l.opts.Dir, "wal.dead"), append(hdr[:], payload...)); err != nil {
+	if err := appendSync(filepath.Join(l.opts.Dir, "wal.dead"), framelog.Append(nil, payload)); err != nil {
 		return err
 	}
 	l.opts.Logger.Error("wal: entry can never apply; moved to wal.dead", "err", why)

@@ -27,6 +27,30 @@ func entry(i int) *Entry {
 	return &Entry{Kind: Upsert, Collection: "c", Records: []store.Record{{ID: fmt.Sprint("id", i), Vector: []float32{float32(i)}}}}
 }
 
+// appendAll appends entry(0) to entry(n-1).
+func appendAll(t *testing.T, l *Log, n int) {
+	t.Helper()
+	for i := range n {
+		if err := l.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// damaged appends three entries, closes the log, damages wal.log and opens
+// the log again.
+func damaged(t *testing.T, damage func(path string) error) *Log {
+	t.Helper()
+	dir := t.TempDir()
+	l := open(t, dir)
+	appendAll(t, l, 3)
+	l.Close()
+	if err := damage(filepath.Join(dir, "wal.log")); err != nil {
+		t.Fatal(err)
+	}
+	return open(t, dir)
+}
+
 // drain runs the log until want entries were applied or the deadline.
 func drain(t *testing.T, l *Log, apply func(*Entry) error, want int) []string {
 	t.Helper()
@@ -58,11 +82,7 @@ func drain(t *testing.T, l *Log, apply func(*Entry) error, want int) []string {
 func TestAppendReplayInOrder(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir)
-	for i := range 5 {
-		if err := l.Append(entry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendAll(t, l, 5)
 	if l.Pending() != 5 {
 		t.Fatalf("pending %d", l.Pending())
 	}
@@ -96,11 +116,7 @@ func TestAppendReplayInOrder(t *testing.T) {
 func TestCheckpointSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir)
-	for i := range 4 {
-		if err := l.Append(entry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendAll(t, l, 4)
 	if got := drain(t, l, func(*Entry) error { return nil }, 2); len(got) != 2 {
 		t.Fatal(got)
 	}
@@ -115,20 +131,10 @@ func TestCheckpointSurvivesReopen(t *testing.T) {
 }
 
 func TestTornTail(t *testing.T) {
-	dir := t.TempDir()
-	l := open(t, dir)
-	for i := range 3 {
-		if err := l.Append(entry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l.Close()
-	p := filepath.Join(dir, "wal.log")
-	st, _ := os.Stat(p)
-	if err := os.Truncate(p, st.Size()-3); err != nil { // crash mid-frame
-		t.Fatal(err)
-	}
-	l = open(t, dir)
+	l := damaged(t, func(p string) error {
+		st, _ := os.Stat(p)
+		return os.Truncate(p, st.Size()-3) // crash mid-frame
+	})
 	if l.Pending() != 2 {
 		t.Fatalf("pending %d; want 2", l.Pending())
 	}
@@ -141,21 +147,11 @@ func TestTornTail(t *testing.T) {
 }
 
 func TestCorruptFrameTruncated(t *testing.T) {
-	dir := t.TempDir()
-	l := open(t, dir)
-	for i := range 3 {
-		if err := l.Append(entry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l.Close()
-	p := filepath.Join(dir, "wal.log")
-	b, _ := os.ReadFile(p)
-	b[len(b)-1] ^= 0xff // flip a payload byte of the last frame
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l = open(t, dir)
+	l := damaged(t, func(p string) error {
+		b, _ := os.ReadFile(p)
+		b[len(b)-1] ^= 0xff // flip a payload byte of the last frame
+		return os.WriteFile(p, b, 0o600)
+	})
 	if l.Pending() != 2 {
 		t.Fatalf("pending %d; want 2", l.Pending())
 	}
@@ -164,11 +160,7 @@ func TestCorruptFrameTruncated(t *testing.T) {
 func TestInvalidEntryBuried(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir)
-	for i := range 3 {
-		if err := l.Append(entry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendAll(t, l, 3)
 	got := drain(t, l, func(e *Entry) error {
 		if e.Records[0].ID == "id1" {
 			return fmt.Errorf("%w: bad vector", store.ErrInvalid)
