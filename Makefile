@@ -101,12 +101,27 @@ test: setup setup-gpu services vet build-cuda ptx-check
 test-short:
 	$(GO) test -count=1 ./...
 
-# Benchmarks: Go micro-benchmarks, the quantization quality report and the
-# Python baselines, side by side. Results are printed and written to bench/out/.
+# Benchmarks: Go micro-benchmarks, the quantization quality report, the
+# Python baselines side by side, engine parity and the exporter check
+# (verify-export). Raw output goes to bench/out/; the numbers, with date,
+# commit and CPU, to bench/results/*.json and bench/results/README.md
+# (committed; the README's numbers point there). `scripts/bench.sh SECTION...`
+# reruns some sections (see the script).
 bench: setup services
 	$(TEST_STORES) scripts/bench.sh
 
-# Regenerate golden files with the reference implementations (Python).
+# The exporter's independent check: tools/bertonnx/verify.py and
+# verify_variants.py run the Go-exported graphs (token output, pooled, fp16)
+# against a float64 numpy BertModel on about 200 sentences, onnx.checker and
+# onnx's own re-serialization (byte-equal). About 10 minutes on 2 cores, so
+# not in `make test`; `make bench` runs it too. Writes
+# bench/results/exporter.json.
+.PHONY: verify-export
+verify-export: setup
+	scripts/bench.sh exporter
+
+# Regenerate golden files with the reference implementations (Python),
+# including the tokenizer's Unicode tables (internal/tokenize/tables.go).
 golden: setup
 	scripts/golden.sh
 

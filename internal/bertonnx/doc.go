@@ -1,7 +1,9 @@
 // Package bertonnx builds an ONNX model of a BERT encoder (Hugging Face
 // BertModel in eval mode, without the pooler) from a Hugging Face config.json
-// and a model.safetensors file, in pure Go: no Python, no PyTorch, no protobuf
-// library.
+// and a model.safetensors file, in pure Go: no Python, no PyTorch. The
+// ONNX messages are the types generated from onnx.proto into package
+// [github.com/embedd/embedd/internal/bertonnx/onnxpb], encoded by
+// proto.Marshal.
 //
 // [Export] writes the default graph: float32, outputting the last hidden
 // states. [ExportWith] takes [Options] for variants: Precision FP16 (mixed
@@ -104,7 +106,10 @@
 //
 // Export is deterministic: the same config, weights and options give the
 // same bytes, whatever the machine, since the output holds no paths, times or
-// versions of the toolchain. Changing the graph for given inputs and options
+// versions of the toolchain. The bytes are those of deterministic
+// proto.Marshal of the ModelProto (fields in field-number order, repeated
+// scalars unpacked as proto2 onnx.proto declares them), but the weights are
+// streamed into them, never all held in memory: see graph.encode. Changing the graph for given inputs and options
 // changes [ProducerVersion]; adding options did not change the default
 // graph, so it stays at "1". The output is
 // a single self-contained ModelProto and so must stay under protobuf's 2 GiB

@@ -2,13 +2,16 @@ package bertonnx
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
 
 // Export writes the ONNX model for the BERT encoder in cfg with weights from
@@ -93,76 +96,90 @@ func writeSynced(f *os.File, cfg Config, weightsPath string, opts Options) (err 
 	return nil
 }
 
-// encode writes g as a ModelProto, every message's fields in field-number
-// order. Initializer data is streamed, so the graph's length prefix is
-// computed from the known sizes first; the count of bytes actually written is
-// checked against it.
+// encode writes g as a ModelProto: the bytes proto.Marshal gives for it,
+// deterministic and with every message's fields in field-number order, but
+// without holding the weights in memory. Every message is built from the
+// onnxpb types and encoded by proto.Marshal except the three length-delimited
+// fields that enclose the weights, ModelProto.graph, GraphProto.initializer
+// and TensorProto.raw_data: the message around each is marshaled in two
+// parts, the fields numbered below it and those above, and between them the
+// field's tag and length (computed from the known sizes) are written and its
+// content streamed. Encodings of fields in ascending order concatenate to the
+// encoding of the whole message, so the output is exactly proto.Marshal's
+// (TestExportIsProtoMarshal checks it); the count of bytes written is checked
+// against the computed total.
 func (g *graph) encode(w io.Writer) error {
-	var head []byte // GraphProto fields before the initializers
-	for _, n := range g.nodes {
-		head = appendBytes(head, graphNode, n.marshal())
+	mo := proto.MarshalOptions{Deterministic: true}
+	var errs []error
+	marshal := func(m proto.Message) []byte {
+		b, err := mo.Marshal(m)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return b
 	}
-	head = appendString(head, graphName, "bert")
+	graphField := fieldNumber(&onnxpb.ModelProto{}, "graph")
+	initField := fieldNumber(&onnxpb.GraphProto{}, "initializer")
+	rawField := fieldNumber(&onnxpb.TensorProto{}, "raw_data")
+
+	modelHead := marshal(&onnxpb.ModelProto{
+		IrVersion:       proto.Int64(IRVersion),
+		ProducerName:    proto.String(ProducerName),
+		ProducerVersion: proto.String(ProducerVersion),
+		DocString: proto.String(fmt.Sprintf(
+			"BertModel encoder (no pooler): %d layers, hidden %d, %d heads, intermediate %d%s",
+			g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize, g.opts.describe())),
+	})
+	modelTail := marshal(&onnxpb.ModelProto{
+		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(Opset)}},
+	})
+	graphHead := marshal(&onnxpb.GraphProto{Node: g.nodes, Name: proto.String("bert")})
+	tail := &onnxpb.GraphProto{Output: g.outputs}
+	for _, name := range []string{InputIDs, AttentionMask, TokenTypeIDs} {
+		tail.Input = append(tail.Input, valueInfo(name, dataTypeInt64, dimParam(DimBatch), dimParam(DimSequence)))
+	}
+	for _, name := range g.hidden {
+		tail.ValueInfo = append(tail.ValueInfo, valueInfo(name, dataTypeFloat,
+			dimParam(DimBatch), dimParam(DimSequence), dimValue(int64(g.cfg.HiddenSize))))
+	}
+	graphTail := marshal(tail)
 
 	type initEnc struct {
-		header  []byte // TensorProto fields before raw_data
-		trailer []byte // TensorProto fields after raw_data
-		size    int64  // size of the TensorProto message
+		head []byte // TensorProto fields before raw_data
+		tail []byte // TensorProto fields after raw_data
+		size int64  // size of the TensorProto message
 	}
 	encs := make([]initEnc, len(g.inits))
-	graphLen := int64(len(head))
+	graphLen := int64(len(graphHead)) + int64(len(graphTail))
 	for i, in := range g.inits {
-		e := initEnc{header: tensorHeader(in.name, in.dataType, in.dims), trailer: tensorTrailer(in.doc)}
-		e.size = int64(len(e.header)) + lenFieldSize(tensorRawData, in.nbytes) + int64(len(e.trailer))
+		e := initEnc{head: marshal(&onnxpb.TensorProto{
+			Dims: in.dims, DataType: proto.Int32(int32(in.dataType)), Name: proto.String(in.name),
+		})}
+		if in.doc != "" {
+			e.tail = marshal(&onnxpb.TensorProto{DocString: proto.String(in.doc)})
+		}
+		e.size = int64(len(e.head)) + lenFieldSize(rawField, in.nbytes) + int64(len(e.tail))
 		encs[i] = e
-		graphLen += lenFieldSize(graphInitializer, e.size)
+		graphLen += lenFieldSize(initField, e.size)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bertonnx: encode model: %w", err)
 	}
 
-	seq := []dim{{param: DimBatch}, {param: DimSequence}}
-	var tail []byte // GraphProto fields after the initializers
-	for _, name := range []string{InputIDs, AttentionMask, TokenTypeIDs} {
-		tail = appendBytes(tail, graphInput, marshalValueInfo(name, dataTypeInt64, seq))
-	}
-	for _, o := range g.outputs {
-		tail = appendBytes(tail, graphOutput, marshalValueInfo(o.name, o.dataType, o.dims))
-	}
-	hidden := append(seq[:len(seq):len(seq)], dim{value: int64(g.cfg.HiddenSize)})
-	for _, name := range g.hidden {
-		tail = appendBytes(tail, graphValueInfo, marshalValueInfo(name, dataTypeFloat, hidden))
-	}
-	graphLen += int64(len(tail))
-
-	model := appendInt64(nil, modelIRVersion, IRVersion)
-	model = appendString(model, modelProducerName, ProducerName)
-	model = appendString(model, modelProducerVersion, ProducerVersion)
-	model = appendString(model, modelDocString, fmt.Sprintf(
-		"BertModel encoder (no pooler): %d layers, hidden %d, %d heads, intermediate %d%s",
-		g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize, g.opts.describe()))
-	model = appendKey(model, modelGraph, wireLengthDelimited)
-	model = binary.AppendUvarint(model, uint64(graphLen))
-	opset := appendString(nil, opsetDomain, "")
-	opset = appendInt64(opset, opsetVersion, Opset)
-	modelTail := appendBytes(nil, modelOpsetImport, opset)
-
-	total := int64(len(model)) + graphLen + int64(len(modelTail))
+	total := int64(len(modelHead)) + lenFieldSize(graphField, graphLen) + int64(len(modelTail))
 	if total > math.MaxInt32 {
 		return fmt.Errorf("%w: %d bytes; a single ONNX protobuf holds at most %d", ErrTooLarge, total, math.MaxInt32)
 	}
 
 	cw := &countingWriter{w: w}
-	if _, err := cw.Write(model); err != nil {
-		return err
-	}
-	if _, err := cw.Write(head); err != nil {
+	b := appendTagLen(modelHead, graphField, graphLen)
+	if _, err := cw.Write(append(b, graphHead...)); err != nil {
 		return err
 	}
 	for i, in := range g.inits {
-		b := appendKey(nil, graphInitializer, wireLengthDelimited)
-		b = binary.AppendUvarint(b, uint64(encs[i].size))
-		b = append(b, encs[i].header...)
-		b = appendKey(b, tensorRawData, wireLengthDelimited)
-		b = binary.AppendUvarint(b, uint64(in.nbytes))
-		if _, err := cw.Write(b); err != nil {
+		b := appendTagLen(nil, initField, encs[i].size)
+		b = append(b, encs[i].head...)
+		if _, err := cw.Write(appendTagLen(b, rawField, in.nbytes)); err != nil {
 			return err
 		}
 		start := cw.n
@@ -172,11 +189,11 @@ func (g *graph) encode(w io.Writer) error {
 		if got := cw.n - start; got != in.nbytes {
 			return fmt.Errorf("bertonnx: initializer %s: wrote %d bytes; want %d", in.name, got, in.nbytes)
 		}
-		if _, err := cw.Write(encs[i].trailer); err != nil {
+		if _, err := cw.Write(encs[i].tail); err != nil {
 			return err
 		}
 	}
-	if _, err := cw.Write(tail); err != nil {
+	if _, err := cw.Write(graphTail); err != nil {
 		return err
 	}
 	if _, err := cw.Write(modelTail); err != nil {

@@ -168,12 +168,12 @@ func TestExportStructure(t *testing.T) {
 	}
 	for _, n := range m.nodes {
 		if n.opType == "LayerNormalization" {
-			if eps := math.Float32frombits(uint32(n.attrs["epsilon"].varint)); eps != float32(1e-12) {
+			if eps := n.attrs["epsilon"].GetF(); eps != float32(1e-12) {
 				t.Errorf("%s: epsilon = %g; want 1e-12", n.name, eps)
 			}
 		}
 		if n.opType == "Transpose" && strings.Contains(n.name, "/key/") {
-			if got := n.ints["perm"]; !slices.Equal(got, []int64{0, 2, 3, 1}) {
+			if got := n.attrs["perm"].GetInts(); !slices.Equal(got, []int64{0, 2, 3, 1}) {
 				t.Errorf("%s: perm = %v; want [0 2 3 1]", n.name, got)
 			}
 		}

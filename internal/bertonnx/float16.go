@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
 
 // f32ToF16 converts float32 bits to float16 bits, rounding to nearest with
@@ -98,7 +100,7 @@ const (
 	storeF32ViaF16
 )
 
-func (s storage) dataType() int {
+func (s storage) dataType() onnxpb.TensorProto_DataType {
 	if s == storeF16 {
 		return dataTypeFloat16
 	}

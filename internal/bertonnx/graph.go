@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
 
 // Names of the graph inputs and outputs; they are part of the graph contract.
@@ -53,7 +55,7 @@ const maskValue = -math.MaxFloat32
 // that weights stream from the safetensors file to the output.
 type initializer struct {
 	name     string
-	dataType int
+	dataType onnxpb.TensorProto_DataType
 	dims     []int64
 	doc      string
 	nbytes   int64
@@ -65,19 +67,12 @@ type initializer struct {
 type graph struct {
 	cfg     Config
 	opts    Options
-	nodes   []node
+	nodes   []*onnxpb.NodeProto
 	inits   []initializer
-	outputs []output
+	outputs []*onnxpb.ValueInfoProto
 	// hidden names intermediate tensors of shape [batch, sequence, hidden]
 	// that shape inference cannot name by itself; see embeddings.
 	hidden []string
-}
-
-// output is one graph output.
-type output struct {
-	name     string
-	dataType int
-	dims     []dim
 }
 
 // builder assembles the graph for cfg against the tensors in st. Tensor
@@ -114,14 +109,14 @@ func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
 		}
 		h = b.layer(i, h, mask, out)
 	}
-	batch, hidden := dim{param: DimBatch}, dim{value: int64(cfg.HiddenSize)}
+	hidden := int64(cfg.HiddenSize)
 	if !opts.pooled() {
-		b.g.outputs = []output{{Output, dataTypeFloat, []dim{batch, {param: DimSequence}, hidden}}}
+		b.g.outputs = []*onnxpb.ValueInfoProto{valueInfo(Output, dataTypeFloat, dimParam(DimBatch), dimParam(DimSequence), dimValue(hidden))}
 	} else {
 		b.pool(h)
-		b.g.outputs = []output{{SentenceEmbedding, dataTypeFloat, []dim{batch, hidden}}}
+		b.g.outputs = []*onnxpb.ValueInfoProto{valueInfo(SentenceEmbedding, dataTypeFloat, dimParam(DimBatch), dimValue(hidden))}
 		if opts.Normalize {
-			b.g.outputs = append(b.g.outputs, output{SentenceNorm, dataTypeFloat, []dim{batch, {value: 1}}})
+			b.g.outputs = append(b.g.outputs, valueInfo(SentenceNorm, dataTypeFloat, dimParam(DimBatch), dimValue(1)))
 		}
 	}
 	if err := errors.Join(b.errs...); err != nil {
@@ -132,11 +127,13 @@ func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
 
 // op appends a node and returns the name of its single output, which is
 // out when given and otherwise derived from the node name.
-func (b *builder) op(name, opType, out string, inputs []string, attrs ...attribute) string {
+func (b *builder) op(name, opType, out string, inputs []string, attrs ...*onnxpb.AttributeProto) string {
 	if out == "" {
 		out = name + "_output_0"
 	}
-	b.g.nodes = append(b.g.nodes, node{name: name, opType: opType, inputs: inputs, outputs: []string{out}, attrs: attrs})
+	b.g.nodes = append(b.g.nodes, &onnxpb.NodeProto{
+		Input: inputs, Output: []string{out}, Name: &name, OpType: &opType, Attribute: attrs,
+	})
 	return out
 }
 
@@ -258,7 +255,7 @@ func (b *builder) constMatmul(key string, v float32) string {
 }
 
 // cast converts x to dataType with a Cast node called name.
-func (b *builder) cast(name, x string, dataType int) string {
+func (b *builder) cast(name, x string, dataType onnxpb.TensorProto_DataType) string {
 	return b.op(name, "Cast", "", []string{x}, intAttr("to", int64(dataType)))
 }
 
@@ -271,7 +268,7 @@ func (b *builder) constI64(name string, v ...int64) string {
 	return b.constant(name, dataTypeInt64, []int64{int64(len(v))}, data)
 }
 
-func (b *builder) constant(name string, dataType int, dims []int64, data []byte) string {
+func (b *builder) constant(name string, dataType onnxpb.TensorProto_DataType, dims []int64, data []byte) string {
 	if n, ok := b.consts[name]; ok {
 		return n
 	}
@@ -332,7 +329,7 @@ func (b *builder) extendedMask() string {
 	// fusions look for.
 	m := b.op("/mask/Unsqueeze", "Unsqueeze", "", []string{AttentionMask, b.constI64("const_i64_1", 1)})
 	m = b.op("/mask/Unsqueeze_1", "Unsqueeze", "", []string{m, b.constI64("const_i64_2", 2)})
-	m = b.op("/mask/Cast", "Cast", "", []string{m}, intAttr("to", dataTypeFloat))
+	m = b.op("/mask/Cast", "Cast", "", []string{m}, intAttr("to", int64(dataTypeFloat)))
 	m = b.op("/mask/Sub", "Sub", "", []string{b.constF32("const_f32_1", 1), m})
 	return b.op("/mask/Mul", "Mul", "", []string{m, b.constF32("const_f32_mask", maskValue)})
 }

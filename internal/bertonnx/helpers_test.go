@@ -11,6 +11,10 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
 
 // stSpec is one tensor of a safetensors file written by a test.
@@ -130,54 +134,13 @@ func writeConfig(t testing.TB, dir string, c Config) string {
 	return p
 }
 
-// Minimal protobuf decoding, enough to read back what the exporter writes.
-
-type pbField struct {
-	num    int
-	wire   int
-	varint uint64
-	bytes  []byte
-}
-
-func pbParse(t testing.TB, b []byte) []pbField {
-	t.Helper()
-	var out []pbField
-	for len(b) > 0 {
-		key, n := binary.Uvarint(b)
-		if n <= 0 {
-			t.Fatalf("bad key varint")
-		}
-		b = b[n:]
-		f := pbField{num: int(key >> 3), wire: int(key & 7)}
-		switch f.wire {
-		case wireVarint:
-			v, n := binary.Uvarint(b)
-			if n <= 0 {
-				t.Fatalf("field %d: bad varint", f.num)
-			}
-			f.varint, b = v, b[n:]
-		case wireFixed32:
-			if len(b) < 4 {
-				t.Fatalf("field %d: short fixed32", f.num)
-			}
-			f.varint, b = uint64(binary.LittleEndian.Uint32(b)), b[4:]
-		case wireLengthDelimited:
-			l, n := binary.Uvarint(b)
-			if n <= 0 || uint64(len(b)-n) < l {
-				t.Fatalf("field %d: bad length", f.num)
-			}
-			f.bytes, b = b[n:n+int(l)], b[n+int(l):]
-		default:
-			t.Fatalf("field %d: unexpected wire type %d", f.num, f.wire)
-		}
-		out = append(out, f)
-	}
-	return out
-}
+// decodeModel reads an exported model back with proto.Unmarshal and
+// flattens what the tests look at; it fails the test on a model that is not
+// a valid ModelProto or whose every value and dimension is not a tensor type.
 
 type decodedTensor struct {
 	name     string
-	dataType int
+	dataType onnxpb.TensorProto_DataType
 	dims     []int64
 	raw      []byte
 }
@@ -185,13 +148,12 @@ type decodedTensor struct {
 type decodedNode struct {
 	name, opType    string
 	inputs, outputs []string
-	attrs           map[string]pbField // by name: the value field (i, f or last ints)
-	ints            map[string][]int64
+	attrs           map[string]*onnxpb.AttributeProto
 }
 
 type decodedValueInfo struct {
 	name     string
-	elemType int
+	elemType onnxpb.TensorProto_DataType
 	dims     []string // dim_param, or dim_value formatted as a number
 }
 
@@ -207,122 +169,56 @@ type decodedModel struct {
 
 func decodeModel(t testing.TB, b []byte) decodedModel {
 	t.Helper()
-	m := decodedModel{opsets: map[string]int64{}}
-	for _, f := range pbParse(t, b) {
-		switch f.num {
-		case modelIRVersion:
-			m.irVersion = int64(f.varint)
-		case modelProducerName:
-			m.producerName = string(f.bytes)
-		case modelProducerVersion:
-			m.producerVersion = string(f.bytes)
-		case modelOpsetImport:
-			var dom string
-			var ver int64
-			for _, g := range pbParse(t, f.bytes) {
-				switch g.num {
-				case opsetDomain:
-					dom = string(g.bytes)
-				case opsetVersion:
-					ver = int64(g.varint)
-				}
-			}
-			m.opsets[dom] = ver
-		case modelGraph:
-			decodeGraph(t, f.bytes, &m)
+	var pb onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &pb); err != nil {
+		t.Fatalf("decode model: %v", err)
+	}
+	m := decodedModel{
+		irVersion:       pb.GetIrVersion(),
+		producerName:    pb.GetProducerName(),
+		producerVersion: pb.GetProducerVersion(),
+		opsets:          map[string]int64{},
+	}
+	for _, o := range pb.GetOpsetImport() {
+		m.opsets[o.GetDomain()] = o.GetVersion()
+	}
+	g := pb.GetGraph()
+	for _, n := range g.GetNode() {
+		d := decodedNode{name: n.GetName(), opType: n.GetOpType(), inputs: n.GetInput(), outputs: n.GetOutput(),
+			attrs: map[string]*onnxpb.AttributeProto{}}
+		for _, a := range n.GetAttribute() {
+			d.attrs[a.GetName()] = a
 		}
+		m.nodes = append(m.nodes, d)
+	}
+	for _, in := range g.GetInitializer() {
+		m.inits = append(m.inits, decodedTensor{in.GetName(), onnxpb.TensorProto_DataType(in.GetDataType()), in.GetDims(), in.GetRawData()})
+	}
+	for _, vi := range g.GetInput() {
+		m.inputs = append(m.inputs, decodeValueInfo(t, vi))
+	}
+	for _, vi := range g.GetOutput() {
+		m.outputs = append(m.outputs, decodeValueInfo(t, vi))
 	}
 	return m
 }
 
-func decodeGraph(t testing.TB, b []byte, m *decodedModel) {
-	for _, f := range pbParse(t, b) {
-		switch f.num {
-		case graphNode:
-			n := decodedNode{attrs: map[string]pbField{}, ints: map[string][]int64{}}
-			for _, g := range pbParse(t, f.bytes) {
-				switch g.num {
-				case nodeInput:
-					n.inputs = append(n.inputs, string(g.bytes))
-				case nodeOutput:
-					n.outputs = append(n.outputs, string(g.bytes))
-				case nodeName:
-					n.name = string(g.bytes)
-				case nodeOpType:
-					n.opType = string(g.bytes)
-				case nodeAttribute:
-					var name string
-					var val pbField
-					var ints []int64
-					for _, a := range pbParse(t, g.bytes) {
-						switch a.num {
-						case attrName:
-							name = string(a.bytes)
-						case attrI, attrF:
-							val = a
-						case attrInts:
-							ints = append(ints, int64(a.varint))
-						}
-					}
-					n.attrs[name] = val
-					if ints != nil {
-						n.ints[name] = ints
-					}
-				}
-			}
-			m.nodes = append(m.nodes, n)
-		case graphInitializer:
-			var d decodedTensor
-			for _, g := range pbParse(t, f.bytes) {
-				switch g.num {
-				case tensorDims:
-					d.dims = append(d.dims, int64(g.varint))
-				case tensorDataType:
-					d.dataType = int(g.varint)
-				case tensorName:
-					d.name = string(g.bytes)
-				case tensorRawData:
-					d.raw = g.bytes
-				}
-			}
-			m.inits = append(m.inits, d)
-		case graphInput, graphOutput:
-			vi := decodeValueInfo(t, f.bytes)
-			if f.num == graphInput {
-				m.inputs = append(m.inputs, vi)
-			} else {
-				m.outputs = append(m.outputs, vi)
-			}
+func decodeValueInfo(t testing.TB, vi *onnxpb.ValueInfoProto) decodedValueInfo {
+	t.Helper()
+	tt := vi.GetType().GetTensorType()
+	if tt == nil {
+		t.Fatalf("value %s: not a tensor", vi.GetName())
+	}
+	d := decodedValueInfo{name: vi.GetName(), elemType: onnxpb.TensorProto_DataType(tt.GetElemType())}
+	for _, dim := range tt.GetShape().GetDim() {
+		switch v := dim.GetValue().(type) {
+		case *onnxpb.TensorShapeProto_Dimension_DimParam:
+			d.dims = append(d.dims, v.DimParam)
+		case *onnxpb.TensorShapeProto_Dimension_DimValue:
+			d.dims = append(d.dims, fmt.Sprint(v.DimValue))
+		default:
+			t.Fatalf("value %s: dimension without value", vi.GetName())
 		}
 	}
-}
-
-func decodeValueInfo(t testing.TB, b []byte) decodedValueInfo {
-	var vi decodedValueInfo
-	for _, f := range pbParse(t, b) {
-		switch f.num {
-		case valueInfoName:
-			vi.name = string(f.bytes)
-		case valueInfoType:
-			for _, tt := range pbParse(t, f.bytes) { // TypeProto
-				for _, g := range pbParse(t, tt.bytes) { // TypeProto.Tensor
-					switch g.num {
-					case typeTensorElemType:
-						vi.elemType = int(g.varint)
-					case typeTensorShape:
-						for _, d := range pbParse(t, g.bytes) {
-							for _, dv := range pbParse(t, d.bytes) {
-								if dv.num == dimParam {
-									vi.dims = append(vi.dims, string(dv.bytes))
-								} else {
-									vi.dims = append(vi.dims, fmt.Sprint(int64(dv.varint)))
-								}
-							}
-						}
-					}
-				}
-			}
-		}
-	}
-	return vi
+	return d
 }

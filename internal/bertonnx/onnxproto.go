@@ -1,235 +1,69 @@
 package bertonnx
 
 import (
-	"encoding/binary"
-	"math"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
 
-// This file encodes the subset of onnx.proto (proto2) that the exporter
-// writes, straight to protobuf wire format. Field numbers are those of
-// onnx/onnx.proto. Repeated scalars that onnx.proto does not mark packed
-// (TensorProto.dims, AttributeProto.ints) are written unpacked, as the
-// reference protobuf encoder does. Fields are written in field-number order,
-// as the reference encoder writes them, so the output is deterministic and
-// equal to what onnx.load(...).SerializeToString() gives back.
+// This file builds the onnx.proto messages the exporter writes, from the
+// types generated into onnxpb; graph.encode has proto.Marshal encode them.
 
-// ModelProto fields.
+// Tensor element types of the graph.
 const (
-	modelIRVersion       = 1
-	modelProducerName    = 2
-	modelProducerVersion = 3
-	modelDocString       = 6
-	modelGraph           = 7
-	modelOpsetImport     = 8
+	dataTypeFloat   = onnxpb.TensorProto_FLOAT
+	dataTypeInt64   = onnxpb.TensorProto_INT64
+	dataTypeFloat16 = onnxpb.TensorProto_FLOAT16
 )
 
-// OperatorSetIdProto fields.
-const (
-	opsetDomain  = 1
-	opsetVersion = 2
-)
-
-// GraphProto fields.
-const (
-	graphNode        = 1
-	graphName        = 2
-	graphInitializer = 5
-	graphInput       = 11
-	graphOutput      = 12
-	graphValueInfo   = 13
-)
-
-// NodeProto fields.
-const (
-	nodeInput     = 1
-	nodeOutput    = 2
-	nodeName      = 3
-	nodeOpType    = 4
-	nodeAttribute = 5
-)
-
-// AttributeProto fields and AttributeType values.
-const (
-	attrName = 1
-	attrF    = 2
-	attrI    = 3
-	attrInts = 8
-	attrType = 20
-
-	attrTypeFloat = 1
-	attrTypeInt   = 2
-	attrTypeInts  = 7
-)
-
-// TensorProto fields and DataType values.
-const (
-	tensorDims      = 1
-	tensorDataType  = 2
-	tensorName      = 8
-	tensorRawData   = 9
-	tensorDocString = 12
-
-	dataTypeFloat   = 1
-	dataTypeInt64   = 7
-	dataTypeFloat16 = 10
-)
-
-// ValueInfoProto, TypeProto, TypeProto.Tensor, TensorShapeProto and
-// TensorShapeProto.Dimension fields.
-const (
-	valueInfoName       = 1
-	valueInfoType       = 2
-	typeTensorType      = 1
-	typeTensorElemType  = 1
-	typeTensorShape     = 2
-	shapeDim            = 1
-	dimValue            = 1
-	dimParam            = 2
-	wireVarint          = 0
-	wireFixed32         = 5
-	wireLengthDelimited = 2
-)
-
-func appendKey(b []byte, field, wire int) []byte {
-	return binary.AppendUvarint(b, uint64(field)<<3|uint64(wire))
+func intAttr(name string, v int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_INT.Enum(), I: &v}
 }
 
-// appendInt64 writes an int64 (or int32, or enum) field; negative values take
-// ten bytes, as protobuf specifies.
-func appendInt64(b []byte, field int, v int64) []byte {
-	b = appendKey(b, field, wireVarint)
-	return binary.AppendUvarint(b, uint64(v))
+func intsAttr(name string, v ...int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
 }
 
-func appendFloat32(b []byte, field int, v float32) []byte {
-	b = appendKey(b, field, wireFixed32)
-	return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+func floatAttr(name string, v float32) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_FLOAT.Enum(), F: &v}
 }
 
-func appendBytes(b []byte, field int, v []byte) []byte {
-	b = appendKey(b, field, wireLengthDelimited)
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
+// dimValue is a graph input or output dimension of fixed size v.
+func dimValue(v int64) *onnxpb.TensorShapeProto_Dimension {
+	return &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: v}}
 }
 
-func appendString(b []byte, field int, v string) []byte {
-	b = appendKey(b, field, wireLengthDelimited)
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
+// dimParam is a symbolic graph input or output dimension.
+func dimParam(name string) *onnxpb.TensorShapeProto_Dimension {
+	return &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: name}}
 }
 
-// lenFieldSize is the encoded size of a length-delimited field whose payload
-// is n bytes.
-func lenFieldSize(field int, n int64) int64 {
-	return int64(uvarintLen(uint64(field)<<3|wireLengthDelimited)) + int64(uvarintLen(uint64(n))) + n
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
+// valueInfo describes a tensor of elemType and the given dims.
+func valueInfo(name string, elemType onnxpb.TensorProto_DataType, dims ...*onnxpb.TensorShapeProto_Dimension) *onnxpb.ValueInfoProto {
+	return &onnxpb.ValueInfoProto{
+		Name: &name,
+		Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
+			ElemType: proto.Int32(int32(elemType)),
+			Shape:    &onnxpb.TensorShapeProto{Dim: dims},
+		}}},
 	}
-	return n
 }
 
-// attribute is one NodeProto attribute of type INT, INTS or FLOAT.
-type attribute struct {
-	name string
-	typ  int
-	i    int64
-	f    float32
-	ints []int64
+// fieldNumber is the number of the field called name in m's message type.
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
-func intAttr(name string, v int64) attribute { return attribute{name: name, typ: attrTypeInt, i: v} }
-func intsAttr(name string, v ...int64) attribute {
-	return attribute{name: name, typ: attrTypeInts, ints: v}
-}
-func floatAttr(name string, v float32) attribute {
-	return attribute{name: name, typ: attrTypeFloat, f: v}
+// appendTagLen appends the tag and the length n of a length-delimited field
+// whose n bytes of content the caller writes next.
+func appendTagLen(b []byte, num protowire.Number, n int64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.BytesType), uint64(n))
 }
 
-func (a attribute) marshal() []byte {
-	b := appendString(nil, attrName, a.name)
-	switch a.typ {
-	case attrTypeInt:
-		b = appendInt64(b, attrI, a.i)
-	case attrTypeFloat:
-		b = appendFloat32(b, attrF, a.f)
-	case attrTypeInts:
-		for _, v := range a.ints {
-			b = appendInt64(b, attrInts, v)
-		}
-	}
-	return appendInt64(b, attrType, int64(a.typ))
-}
-
-// node is one NodeProto in the default domain.
-type node struct {
-	name    string
-	opType  string
-	inputs  []string
-	outputs []string
-	attrs   []attribute
-}
-
-func (n node) marshal() []byte {
-	var b []byte
-	for _, in := range n.inputs {
-		b = appendString(b, nodeInput, in)
-	}
-	for _, out := range n.outputs {
-		b = appendString(b, nodeOutput, out)
-	}
-	b = appendString(b, nodeName, n.name)
-	b = appendString(b, nodeOpType, n.opType)
-	for _, a := range n.attrs {
-		b = appendBytes(b, nodeAttribute, a.marshal())
-	}
-	return b
-}
-
-// dim is one dimension of a graph input or output: a fixed size when param
-// is empty, else a symbolic name.
-type dim struct {
-	value int64
-	param string
-}
-
-// marshalValueInfo encodes a ValueInfoProto for a tensor of elemType.
-func marshalValueInfo(name string, elemType int, dims []dim) []byte {
-	var shape []byte
-	for _, d := range dims {
-		var db []byte
-		if d.param != "" {
-			db = appendString(db, dimParam, d.param)
-		} else {
-			db = appendInt64(db, dimValue, d.value)
-		}
-		shape = appendBytes(shape, shapeDim, db)
-	}
-	tt := appendInt64(nil, typeTensorElemType, int64(elemType))
-	tt = appendBytes(tt, typeTensorShape, shape)
-	typ := appendBytes(nil, typeTensorType, tt)
-	b := appendString(nil, valueInfoName, name)
-	return appendBytes(b, valueInfoType, typ)
-}
-
-// tensorHeader encodes the TensorProto fields that precede raw_data.
-func tensorHeader(name string, dataType int, dims []int64) []byte {
-	var b []byte
-	for _, d := range dims {
-		b = appendInt64(b, tensorDims, d)
-	}
-	b = appendInt64(b, tensorDataType, int64(dataType))
-	return appendString(b, tensorName, name)
-}
-
-// tensorTrailer encodes the TensorProto fields that follow raw_data.
-func tensorTrailer(doc string) []byte {
-	if doc == "" {
-		return nil
-	}
-	return appendString(nil, tensorDocString, doc)
+// lenFieldSize is the encoded size of a length-delimited field with n bytes
+// of content.
+func lenFieldSize(num protowire.Number, n int64) int64 {
+	return int64(protowire.SizeTag(num)+protowire.SizeVarint(uint64(n))) + n
 }

@@ -12,6 +12,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
 
 func exportWith(t *testing.T, cfg Config, weights string, opts Options) []byte {
@@ -73,6 +77,37 @@ func TestExportOptionsDeterministic(t *testing.T) {
 			t.Errorf("%s: same bytes as %s", name, other)
 		}
 		seen[string(a)] = name
+	}
+}
+
+// TestExportIsProtoMarshal: for every variant, the streamed output is
+// exactly what proto.Marshal (deterministic) gives for the ModelProto it
+// decodes to, so splicing the weights in around the marshaled messages (see
+// graph.encode) changes no byte, and the output is canonical protobuf, as
+// onnx.load(...).SerializeToString() gives back.
+func TestExportIsProtoMarshal(t *testing.T) {
+	cfg := tinyConfig()
+	weights := writeSafetensors(t, filepath.Join(t.TempDir(), "model.safetensors"), tinyTensors(cfg, "", 6))
+	for _, name := range slices.Sorted(maps.Keys(variants)) {
+		got := exportWith(t, cfg, weights, variants[name])
+		var m onnxpb.ModelProto
+		if err := proto.Unmarshal(got, &m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(m.GetGraph().GetInitializer()) == 0 || len(m.GetGraph().GetInitializer()[0].GetRawData()) == 0 {
+			t.Fatalf("%s: no initializer data decoded", name)
+		}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&m)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			i := 0
+			for i < min(len(got), len(want)) && got[i] == want[i] {
+				i++
+			}
+			t.Errorf("%s: export (%d bytes) differs from proto.Marshal (%d bytes) from byte %d", name, len(got), len(want), i)
+		}
 	}
 }
 
@@ -204,9 +239,9 @@ func readSpecs(t *testing.T, path string) map[string]stSpec {
 
 // elemTypes infers the element type of every tensor of m, failing the test
 // on a node whose inputs disagree where ONNX requires one type.
-func elemTypes(t *testing.T, m decodedModel) map[string]int {
+func elemTypes(t *testing.T, m decodedModel) map[string]onnxpb.TensorProto_DataType {
 	t.Helper()
-	types := map[string]int{}
+	types := map[string]onnxpb.TensorProto_DataType{}
 	for _, in := range m.inputs {
 		types[in.name] = in.elemType
 	}
@@ -214,10 +249,10 @@ func elemTypes(t *testing.T, m decodedModel) map[string]int {
 		types[in.name] = in.dataType
 	}
 	for _, n := range m.nodes {
-		var out int
+		var out onnxpb.TensorProto_DataType
 		switch n.opType {
 		case "Cast":
-			out = int(n.attrs["to"].varint)
+			out = onnxpb.TensorProto_DataType(n.attrs["to"].GetI())
 		case "Shape":
 			out = dataTypeInt64
 		case "Gather":
@@ -254,7 +289,7 @@ func TestExportFP16Layout(t *testing.T) {
 				want := dataTypeFloat
 				switch {
 				case n.opType == "Cast":
-					want = int(n.attrs["to"].varint)
+					want = onnxpb.TensorProto_DataType(n.attrs["to"].GetI())
 				case n.opType == "Shape", strings.HasPrefix(n.name, "/mask/Unsqueeze"):
 					want = dataTypeInt64
 				case n.opType == "MatMul",
@@ -276,7 +311,7 @@ func TestExportFP16Layout(t *testing.T) {
 			}
 			for _, c := range []struct {
 				name      string
-				dataType  int
+				dataType  onnxpb.TensorProto_DataType
 				transpose bool
 			}{
 				{"embeddings.word_embeddings.weight", dataTypeFloat16, false},
@@ -417,12 +452,12 @@ func TestExportPoolingStructure(t *testing.T) {
 			for _, n := range m.nodes {
 				switch n.opType {
 				case "ReduceL2":
-					if !slices.Equal(n.ints["axes"], []int64{1}) || n.attrs["keepdims"].varint != 1 {
-						t.Errorf("%s: axes %v keepdims %d; want [1] 1", n.name, n.ints["axes"], n.attrs["keepdims"].varint)
+					if !slices.Equal(n.attrs["axes"].GetInts(), []int64{1}) || n.attrs["keepdims"].GetI() != 1 {
+						t.Errorf("%s: axes %v keepdims %d; want [1] 1", n.name, n.attrs["axes"].GetInts(), n.attrs["keepdims"].GetI())
 					}
 				case "Gather":
-					if strings.HasPrefix(n.name, "/pooling/") && (n.attrs["axis"].varint != 1 || n.inputs[0] != Output) {
-						t.Errorf("%s: gathers axis %d of %s; want axis 1 of %s", n.name, n.attrs["axis"].varint, n.inputs[0], Output)
+					if strings.HasPrefix(n.name, "/pooling/") && (n.attrs["axis"].GetI() != 1 || n.inputs[0] != Output) {
+						t.Errorf("%s: gathers axis %d of %s; want axis 1 of %s", n.name, n.attrs["axis"].GetI(), n.inputs[0], Output)
 					}
 				}
 			}

@@ -11,11 +11,11 @@ import (
 	"github.com/embedd/embedd/internal/testassets"
 )
 
-// TestExportRealMatchesManifest exports the real all-MiniLM-L6-v2 weights
+// TestExportRealTokenGraphUnchanged exports the real all-MiniLM-L6-v2 weights
 // with zero Options and checks the bytes against the token-output graph's
 // pin. (Numerical correctness of the graph is checked against an
-// independent numpy forward pass by tools/bertonnx/verify.py and end to end
-// by the engine's parity test.)
+// independent numpy forward pass by tools/bertonnx/verify.py, which
+// `make verify-export` runs, and end to end by the engine's parity test.)
 func TestExportRealTokenGraphUnchanged(t *testing.T) {
 	// The zero-Options export of all-MiniLM-L6-v2 (the token-output graph,
 	// last_hidden_state) was the default model's pinned model.onnx until the

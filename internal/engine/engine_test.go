@@ -21,6 +21,18 @@ import (
 
 var parityModels = []string{"all-minilm-l6-v2", "all-minilm-l6-v2-int8"}
 
+// Parity bounds, the README's "Embedding parity" numbers. The engine pads
+// texts into length-sorted batches where the reference runs one text at a
+// time, so ONNX Runtime accumulates in another order and components differ
+// by float32 rounding: measured max |diff| 1.0e-7 (fp32) and 1.3e-7 (int8) on
+// the 2-core development machine (AVX-512), bounded with room for other CPUs'
+// kernels; any error in tokenizing, masking or pooling is orders of magnitude
+// larger.
+const (
+	parityMinCosine = 0.99999
+	parityMaxAbs    = 5e-7
+)
+
 func newEngine(t testing.TB, mutate func(*engine.Options)) *engine.Engine {
 	t.Helper()
 	testassets.Runtime(t)
@@ -88,19 +100,25 @@ func TestParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			minCos, worst := 1.0, -1
-			var maxAbs float64
+			maxAbs, worstAbs := 0.0, -1
 			for i := range texts {
 				c := cosine(res.Vectors[i], want[i])
-				if c < minCos {
+				if c < minCos || math.IsNaN(c) && !math.IsNaN(minCos) {
 					minCos, worst = c, i
 				}
 				for k := range want[i] {
-					maxAbs = math.Max(maxAbs, math.Abs(float64(res.Vectors[i][k]-want[i][k])))
+					if d := math.Abs(float64(res.Vectors[i][k] - want[i][k])); d > maxAbs || math.IsNaN(d) && !math.IsNaN(maxAbs) {
+						maxAbs, worstAbs = d, i
+					}
 				}
 			}
 			t.Logf("%s: %d texts, min cosine %.9f (text %d), max |diff| %.3g", name, len(texts), minCos, worst, maxAbs)
-			if minCos < 0.99999 {
-				t.Errorf("min cosine %.9f at text %d (%.60q); want >= 0.99999", minCos, worst, texts[worst])
+			// Negated so that NaN fails.
+			if !(minCos >= parityMinCosine) {
+				t.Errorf("min cosine %.9f at text %d (%.60q); want >= %v", minCos, worst, texts[worst], parityMinCosine)
+			}
+			if !(maxAbs <= parityMaxAbs) {
+				t.Errorf("max |diff| %.3g at text %d (%.60q); want <= %.0e", maxAbs, worstAbs, texts[worstAbs], parityMaxAbs)
 			}
 		})
 	}

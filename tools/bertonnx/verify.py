@@ -14,14 +14,16 @@ each batch, so the attention mask is exercised):
   3. onnxruntime latency for one batch of 32 sentences at sequence length 32,
      and which fusions onnxruntime's optimizer applied to each model.
 
-Without --onnx the script exports the model itself with the Go exporter
-(needs the go toolchain and the repository):
+Without --onnx the script exports the model itself with the Go exporter:
+with the binary --embedd names, else with the go toolchain and the repository:
 
   go run ./cmd/embedd models export --config DIR/config.json \
     --weights DIR/model.safetensors --out OUT/model.onnx
 
 Exits 1 when parity misses its targets: max abs diff < 1e-4 over real
-(unpadded) tokens and min cosine >= 0.99999. The diff over padded positions is
+(unpadded) tokens and min cosine >= 0.99999; or when the file is not
+canonical protobuf (onnx's own re-serialization must give back the same
+bytes, which the Go exporter's proto.Marshal output does). The diff over padded positions is
 reported too; those outputs are ill-conditioned in float32 (numpy in float32
 misses float64 there by about as much) and pooling never reads them.
 """
@@ -299,9 +301,14 @@ def bench(sessions, ids, mask, types, warmup=3, iters=20):
 # ---------------------------------------------------------------------------
 
 
-def export_with_go(model_dir: pathlib.Path, out: pathlib.Path):
+def embedd_command(binary: pathlib.Path | None) -> list[str]:
+    """The command that runs embedd: the given binary, else `go run`."""
+    return [str(binary.resolve())] if binary else ["go", "run", "./cmd/embedd"]
+
+
+def export_with_go(model_dir: pathlib.Path, out: pathlib.Path, binary: pathlib.Path | None = None):
     cmd = [
-        "go", "run", "./cmd/embedd", "models", "export",
+        *embedd_command(binary), "models", "export",
         f"--config={model_dir / 'config.json'}",
         f"--weights={model_dir / 'model.safetensors'}",
         f"--out={out}",
@@ -316,6 +323,7 @@ def main():
                     default=pathlib.Path.home() / ".cache/embedd/models/all-minilm-l6-v2",
                     help="directory with config.json, model.safetensors, tokenizer.json")
     ap.add_argument("--onnx", type=pathlib.Path, help="Go-exported model; exported with `embedd models export` when omitted")
+    ap.add_argument("--embedd", type=pathlib.Path, help="embedd binary to export with (default: go run ./cmd/embedd)")
     ap.add_argument("--int8", type=pathlib.Path,
                     default=pathlib.Path.home() / ".cache/embedd/models/all-minilm-l6-v2-int8/model.onnx",
                     help="third-party int8 export to compare against (skipped if missing)")
@@ -330,15 +338,16 @@ def main():
     onnx_path = args.onnx
     if onnx_path is None:
         onnx_path = pathlib.Path(work) / "model.onnx"
-        export_with_go(args.model_dir, onnx_path)
+        export_with_go(args.model_dir, onnx_path, args.embedd)
     data = onnx_path.read_bytes()
     res = {"onnx": str(onnx_path), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
            "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__}}
     model = onnx.load_from_string(data)
     onnx.checker.check_model(model, full_check=True)
     res["checker"] = "ok"
-    # The Go encoder writes fields in the order the reference protobuf
-    # encoder does, so re-serializing must give the same bytes.
+    # The Go exporter writes deterministic proto.Marshal output: fields in
+    # field-number order, as the reference protobuf encoder writes them, so
+    # re-serializing must give the same bytes.
     res["canonical_protobuf"] = model.SerializeToString() == data
     del model
 
@@ -420,7 +429,9 @@ def main():
     print(f"parity {'PASS' if ok else 'FAIL'}: max abs diff over real tokens {max_tok:.3g} "
           f"(target < {MAX_ABS_TARGET}; all positions {max_all:.3g}), "
           f"min cosine {min(cos_ref):.8f} (target >= {MIN_COS_TARGET})")
-    return 0 if ok else 1
+    print(f"canonical protobuf {'PASS' if res['canonical_protobuf'] else 'FAIL'}: "
+          "onnx re-serializes the file to the same bytes")
+    return 0 if ok and res["canonical_protobuf"] else 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ all-MiniLM-L6-v2, against an independent numpy forward pass.
      safetensors that numpy makes with astype(np.float16); an fp32 graph from
      that F16 file is byte-identical to one from an F32 file holding the same
      (float16) values;
-  2. onnx.checker (full check, with shape inference) accepts every variant;
+  2. onnx.checker (full check, with shape inference) accepts every variant,
+     and onnx re-serializes each to the same bytes (canonical protobuf);
   3. on ~200 sentences (batches of 32, padded): the pooled, normalized fp32
      graph against the float64 numpy BertModel mean-pooled and normalized in
      numpy (min cosine >= 0.99999; sentence_embedding * sentence_norm against
@@ -17,8 +18,9 @@ all-MiniLM-L6-v2, against an independent numpy forward pass.
      normalization likewise;
   4. which fusions onnxruntime's CPU optimizer applies to the fp16 graph.
 
-The variants are exported with `go run ./cmd/embedd models export` (needs the
-go toolchain and the repository). Exits 1 when a check fails.
+The variants are exported with `embedd models export`: the binary --embedd
+names, else `go run ./cmd/embedd` (needs the go toolchain and the repository). Exits 1 when a check fails. --json writes
+every check and its outcome.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ VARIANTS = {  # name: export flags
 }
 
 
-def export(config: pathlib.Path, weights: pathlib.Path, out: pathlib.Path, flags: list[str]) -> bytes:
-    cmd = ["go", "run", "./cmd/embedd", "models", "export",
+def export(binary: pathlib.Path | None, config: pathlib.Path, weights: pathlib.Path, out: pathlib.Path,
+           flags: list[str]) -> bytes:
+    cmd = [*verify.embedd_command(binary), "models", "export",
            f"--config={config}", f"--weights={weights}", f"--out={out}", *flags]
     subprocess.run(cmd, cwd=verify.REPO, check=True, stdout=subprocess.DEVNULL)
     return out.read_bytes()
@@ -65,12 +68,16 @@ def main() -> int:
                     help="directory with config.json, model.safetensors, tokenizer.json")
     ap.add_argument("--sentences", type=int, default=192)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=pathlib.Path, help="also write the checks here")
+    ap.add_argument("--embedd", type=pathlib.Path, help="embedd binary to export with (default: go run ./cmd/embedd)")
     args = ap.parse_args()
     ok = True
+    checks = []
 
     def check(cond: bool, what: str):
         nonlocal ok
         print(("ok   " if cond else "FAIL ") + what, flush=True)
+        checks.append({"ok": bool(cond), "what": what})
         ok = ok and cond
 
     cfg_path, st_path = args.model_dir / "config.json", args.model_dir / "model.safetensors"
@@ -83,24 +90,27 @@ def main() -> int:
         widened = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in half.items()}
         save_file(widened, str(tmp / "f16-as-f32.safetensors"))
         flags = VARIANTS["fp16-mean-norm"]
-        a = export(cfg_path, st_path, tmp / "a.onnx", flags)
-        b = export(cfg_path, tmp / "f16.safetensors", tmp / "b.onnx", flags)
+        a = export(args.embedd, cfg_path, st_path, tmp / "a.onnx", flags)
+        b = export(args.embedd, cfg_path, tmp / "f16.safetensors", tmp / "b.onnx", flags)
         check(a == b, f"fp16 graph from F32 == from numpy F16 checkpoint ({len(a)} bytes)")
         flags = VARIANTS["fp32-mean-norm"]
-        a = export(cfg_path, tmp / "f16.safetensors", tmp / "a.onnx", flags)
-        b = export(cfg_path, tmp / "f16-as-f32.safetensors", tmp / "b.onnx", flags)
+        a = export(args.embedd, cfg_path, tmp / "f16.safetensors", tmp / "a.onnx", flags)
+        b = export(args.embedd, cfg_path, tmp / "f16-as-f32.safetensors", tmp / "b.onnx", flags)
         check(a == b, "fp32 graph from F16 checkpoint == from F32 checkpoint of the same values")
 
         # 2. export every variant, check it
         paths = {}
         for name, flags in VARIANTS.items():
             paths[name] = tmp / f"{name}.onnx"
-            export(cfg_path, st_path, paths[name], flags)
+            export(args.embedd, cfg_path, st_path, paths[name], flags)
+            data = paths[name].read_bytes()
+            model = onnx.load_from_string(data)
             try:
-                onnx.checker.check_model(onnx.load(str(paths[name])), full_check=True)
+                onnx.checker.check_model(model, full_check=True)
                 check(True, f"onnx.checker {name}")
             except Exception as e:  # noqa: BLE001
                 check(False, f"onnx.checker {name}: {e}")
+            check(model.SerializeToString() == data, f"canonical protobuf {name} ({len(data)} bytes)")
 
         # 3. numerics against numpy float64
         config = json.loads(cfg_path.read_text())
@@ -138,6 +148,10 @@ def main() -> int:
         # 4. fusions
         counts, fused = verify.fusion_report(paths["fp16-mean-norm"], args.threads, tmp, "fp16")
         print("fp16 graph, onnxruntime CPU fusions:", {k: v for k, v in fused.items() if v})
+    if args.json:
+        res = {"sentences": len(texts), "checks": checks, "fusion_fp16_mean_norm": fused,
+               "versions": {"onnx": onnx.__version__, "numpy": np.__version__}}
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
     return 0 if ok else 1
 
 
