@@ -100,6 +100,33 @@ func Evaluate(db, queries [][]float32, k, rescoreFactor int) (Report, error) {
 		return Report{}, fmt.Errorf("evaluate: %w", err)
 	}
 
+	calDB, err := r.reconstruct(db, im, cal)
+	if err != nil {
+		return Report{}, err
+	}
+	e := evaluator{db: db, calDB: calDB, im: im, bm: bm, k: k, factor: rescoreFactor,
+		floatCands: make([]FloatCandidate, 0, k*rescoreFactor), bitCands: make([]BinaryCandidate, 0, k*rescoreFactor)}
+	for qi, q := range queries {
+		if err := e.query(q); err != nil {
+			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
+		}
+	}
+	frac := func(n int) float64 { return float64(n) / float64(e.total) }
+	r.Int8Recall = frac(e.int8Hits)
+	r.CalibratedRecall = frac(e.calHits)
+	r.BinaryRecall = frac(e.binHits)
+	r.BinaryRescoredRecall = frac(e.rescoredHits)
+	r.BinaryBitRescoredRecall = frac(e.bitHits)
+	r.AsymmetricRecall = frac(e.asymHits)
+	r.AsymmetricRescoredRecall = frac(e.asymRescoredHits)
+	return r, nil
+}
+
+// reconstruct fills r's reconstruction cosines (int8 per vector, and the
+// calibrated codec) and returns the database as the calibrated codec
+// reconstructs it.
+func (r *Report) reconstruct(db [][]float32, im *Int8Matrix, cal *Calibration) ([][]float32, error) {
+	dim := len(db[0])
 	var int8Cos, calCos cosineStats
 	buf := make([]float32, dim)
 	codes := make([]int8, dim)
@@ -109,97 +136,88 @@ func Evaluate(db, queries [][]float32, k, rescoreFactor int) (Report, error) {
 		dequantizeInt8(buf, row.Codes, row.Scale)
 		int8Cos.add(reconstructionCosine(v, buf))
 		if err := cal.QuantizeInto(codes, v); err != nil {
-			return Report{}, fmt.Errorf("evaluate: vector %d: %w", i, err)
+			return nil, fmt.Errorf("evaluate: vector %d: %w", i, err)
 		}
 		calDB[i] = make([]float32, dim)
 		if err := cal.DequantizeInto(calDB[i], codes); err != nil {
-			return Report{}, fmt.Errorf("evaluate: vector %d: %w", i, err)
+			return nil, fmt.Errorf("evaluate: vector %d: %w", i, err)
 		}
 		calCos.add(reconstructionCosine(v, calDB[i]))
 	}
 	r.Int8CosineMean, r.Int8CosineMin = int8Cos.mean(), int8Cos.min
 	r.CalibratedCosineMean, r.CalibratedCosineMin = calCos.mean(), calCos.min
+	return calDB, nil
+}
 
-	var int8Hits, calHits, binHits, rescoredHits, bitHits, asymHits, asymRescoredHits, total int
-	floatCands := make([]FloatCandidate, 0, k*rescoreFactor)
-	bitCands := make([]BinaryCandidate, 0, k*rescoreFactor)
-	for qi, q := range queries {
-		exact, err := SearchFloat(db, q, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		truth := make(map[int64]bool, len(exact))
-		for _, e := range exact {
-			truth[e.ID] = true
-		}
-		total += len(exact)
+// evaluator counts, over the queries it is given, how many of the exact
+// top-k each search method finds.
+type evaluator struct {
+	db, calDB  [][]float32
+	im         *Int8Matrix
+	bm         *BinaryMatrix
+	k, factor  int
+	floatCands []FloatCandidate
+	bitCands   []BinaryCandidate
 
-		got, err := im.Search(q, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		int8Hits += hits(truth, got)
+	int8Hits, calHits, binHits, rescoredHits, bitHits, asymHits, asymRescoredHits, total int
+}
 
-		got, err = SearchFloat(calDB, q, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		calHits += hits(truth, got)
-
-		got, err = bm.Search(q, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		binHits += hits(truth, got)
-
-		cands, err := bm.Search(q, k*rescoreFactor)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		floatCands, bitCands = floatCands[:0], bitCands[:0]
-		for _, c := range cands {
-			floatCands = append(floatCands, FloatCandidate{ID: c.ID, Vector: db[c.ID]})
-			bitCands = append(bitCands, BinaryCandidate{ID: c.ID, Words: bm.Row(int(c.ID))})
-		}
-		got, err = RescoreFloat(q, floatCands, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		rescoredHits += hits(truth, got)
-		got, err = RescoreBinary(q, bitCands, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		bitHits += hits(truth, got)
-
-		got, err = bm.SearchAsymmetric(q, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		asymHits += hits(truth, got)
-		cands, err = bm.SearchAsymmetric(q, k*rescoreFactor)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		floatCands = floatCands[:0]
-		for _, c := range cands {
-			floatCands = append(floatCands, FloatCandidate{ID: c.ID, Vector: db[c.ID]})
-		}
-		got, err = RescoreFloat(q, floatCands, k)
-		if err != nil {
-			return Report{}, fmt.Errorf("evaluate: query %d: %w", qi, err)
-		}
-		asymRescoredHits += hits(truth, got)
+func (e *evaluator) query(q []float32) error {
+	exact, err := SearchFloat(e.db, q, e.k)
+	if err != nil {
+		return err
 	}
-	frac := func(n int) float64 { return float64(n) / float64(total) }
-	r.Int8Recall = frac(int8Hits)
-	r.CalibratedRecall = frac(calHits)
-	r.BinaryRecall = frac(binHits)
-	r.BinaryRescoredRecall = frac(rescoredHits)
-	r.BinaryBitRescoredRecall = frac(bitHits)
-	r.AsymmetricRecall = frac(asymHits)
-	r.AsymmetricRescoredRecall = frac(asymRescoredHits)
-	return r, nil
+	truth := make(map[int64]bool, len(exact))
+	for _, x := range exact {
+		truth[x.ID] = true
+	}
+	e.total += len(exact)
+	count := func(n *int, got []Result, err error) error {
+		if err == nil {
+			*n += hits(truth, got)
+		}
+		return err
+	}
+	for _, s := range []struct {
+		n   *int
+		run func() ([]Result, error)
+	}{
+		{&e.int8Hits, func() ([]Result, error) { return e.im.Search(q, e.k) }},
+		{&e.calHits, func() ([]Result, error) { return SearchFloat(e.calDB, q, e.k) }},
+		{&e.binHits, func() ([]Result, error) { return e.bm.Search(q, e.k) }},
+		{&e.rescoredHits, func() ([]Result, error) { return e.rescored(q, e.bm.Search, false) }},
+		{&e.bitHits, func() ([]Result, error) { return e.rescored(q, e.bm.Search, true) }},
+		{&e.asymHits, func() ([]Result, error) { return e.bm.SearchAsymmetric(q, e.k) }},
+		{&e.asymRescoredHits, func() ([]Result, error) { return e.rescored(q, e.bm.SearchAsymmetric, false) }},
+	} {
+		got, err := s.run()
+		if err := count(s.n, got, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rescored takes k*factor candidates from search and rescores them to k
+// with the float query against the float vectors, or against the sign bits
+// when bits is set.
+func (e *evaluator) rescored(q []float32, search func([]float32, int) ([]Result, error), bits bool) ([]Result, error) {
+	cands, err := search(q, e.k*e.factor)
+	if err != nil {
+		return nil, err
+	}
+	if bits {
+		e.bitCands = e.bitCands[:0]
+		for _, c := range cands {
+			e.bitCands = append(e.bitCands, BinaryCandidate{ID: c.ID, Words: e.bm.Row(int(c.ID))})
+		}
+		return RescoreBinary(q, e.bitCands, e.k)
+	}
+	e.floatCands = e.floatCands[:0]
+	for _, c := range cands {
+		e.floatCands = append(e.floatCands, FloatCandidate{ID: c.ID, Vector: e.db[c.ID]})
+	}
+	return RescoreFloat(q, e.floatCands, e.k)
 }
 
 func hits(truth map[int64]bool, got []Result) int {
