@@ -238,6 +238,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return int(tokens), nil
 	}
 
+	if err := runSpecs(ctx, c, texts, embed, rep, stderr); err != nil {
+		return err
+	}
+
+	printHeader(stdout, rep)
+	printRuns(stdout, rep.Runs)
+	if err := writeReport(c.out, rep); err != nil {
+		return err
+	}
+	files, err := writeCharts(c.out, rep)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(append([]string{filepath.Join(c.out, "results.json")}, files...), ", "))
+	return nil
+}
+
+// runSpecs runs the closed-loop concurrencies, then the open-loop rates,
+// of c in turn, appending each run's result to rep.
+func runSpecs(ctx context.Context, c *config, texts []string, embed func(context.Context, string) (int, error), rep *report, stderr io.Writer) error {
 	var specs []runSpec
 	for _, conc := range c.concurrency {
 		specs = append(specs, runSpec{Mode: modeClosed, Concurrency: conc})
@@ -274,16 +294,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			res.name(), res.SentencesPerS, res.LatencyMS.P50, res.LatencyMS.P99, formatErrors(res.Errors))
 	}
 
-	printHeader(stdout, rep)
-	printRuns(stdout, rep.Runs)
-	if err := writeReport(c.out, rep); err != nil {
-		return err
-	}
-	files, err := writeCharts(c.out, rep)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(append([]string{filepath.Join(c.out, "results.json")}, files...), ", "))
 	return nil
 }
 
