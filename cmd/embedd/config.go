@@ -154,7 +154,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.provider, "provider", string(a.Provider), "execution provider: cpu; cuda (ONNX Runtime CUDA; falls back to cpu, warning why); cuda-native (embedd's own CUDA kernels, in binaries built with `make build-cuda`; falls back to cuda, then cpu, warning why); auto (cuda-native where built in, then cuda, then cpu)")
 	fs.IntVar(&c.cuda.device, "cuda-device", a.CUDA.DeviceID, "CUDA device ordinal")
 	fs.Int64Var(&c.cuda.memLimitMiB, "cuda-mem-limit", a.CUDA.MemLimit>>20, "CUDA memory arena limit in MiB per model, 0 = none; a batch that does not fit is split")
-	fs.StringVar(&c.cuda.convAlgoSearch, "cuda-conv-algo-search", "DEFAULT", "cuDNN convolution algorithm search: DEFAULT (off), HEURISTIC or EXHAUSTIVE")
+	fs.StringVar(&c.cuda.convAlgoSearch, "cuda-conv-algo-search", a.CUDA.ConvAlgoSearch, "cuDNN convolution algorithm search: DEFAULT (off), HEURISTIC or EXHAUSTIVE")
 	fs.BoolVar(&c.cuda.tf32, "cuda-tf32", a.CUDA.TF32, "let fp32 matmuls use TF32 tensor cores (faster, less exact)")
 	fs.BoolVar(&c.cuda.ioBinding, "cuda-io-binding", a.CUDA.IOBinding, "run models through an ONNX Runtime IoBinding")
 	fs.IntVar(&c.threads, "threads", a.IntraOpThreads, "ONNX Runtime intra-op threads per model run, 0 = one per core")

@@ -336,4 +336,10 @@ type Options struct {
 }
 
 // DefaultOptions runs on the CPU with ONNX Runtime's default thread counts.
-func DefaultOptions() Options { return Options{Provider: ProviderCPU} }
+func DefaultOptions() Options {
+	return Options{Provider: ProviderCPU, CUDA: CUDAOptions{ConvAlgoSearch: DefaultConvAlgoSearch}}
+}
+
+// DefaultConvAlgoSearch is cuDNN's convolution algorithm search when none
+// is set: off (BERT-family models have no convolutions).
+const DefaultConvAlgoSearch = "DEFAULT"

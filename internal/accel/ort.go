@@ -1,6 +1,7 @@
 package accel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -254,10 +255,7 @@ func newSessionOptions(opts Options) (*ort.SessionOptions, error) {
 
 // cudaProviderOptions maps c to the CUDA provider's option names.
 func cudaProviderOptions(c CUDAOptions) map[string]string {
-	search := c.ConvAlgoSearch
-	if search == "" {
-		search = "DEFAULT"
-	}
+	search := cmp.Or(c.ConvAlgoSearch, DefaultConvAlgoSearch)
 	m := map[string]string{
 		"device_id":              fmt.Sprint(c.DeviceID),
 		"cudnn_conv_algo_search": search,
