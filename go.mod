@@ -3,6 +3,7 @@ module github.com/embedd/embedd
 go 1.26.0
 
 require (
+	github.com/maypok86/otter/v2 v2.4.0
 	github.com/milvus-io/milvus-sdk-go/v2 v2.4.2
 	github.com/parquet-go/parquet-go v0.32.0
 	github.com/prometheus/client_golang v1.25.0

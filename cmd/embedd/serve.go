@@ -49,6 +49,7 @@ type serveConfig struct {
 	maxMessageBytes int
 	shutdownTimeout time.Duration
 	runTimeout      time.Duration
+	embedCacheBytes int64
 	stores          storeConfig
 	features        featureConfig
 }
@@ -73,6 +74,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", server.MaxMessageBytes, "largest request message in bytes")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to drain before forcing exit")
 	fs.DurationVar(&c.runTimeout, "run-timeout", e.RunTimeout, "longest one model run; its texts then fail with DEADLINE_EXCEEDED; negative = no limit")
+	fs.Int64Var(&c.embedCacheBytes, "embed-cache-bytes", engine.DefaultCacheBytes, "bytes of the cache of repeated embeddings (same model version, options and text), shared by the models; 0 = off")
 	c.stores.register(fs)
 	c.features.register(fs)
 }
@@ -174,6 +176,7 @@ func (c *serveConfig) startEngine(ctx context.Context, reg prometheus.Registerer
 	eopts.MaxTexts = c.maxClientBatch
 	eopts.RunTimeout = c.runTimeout
 	eopts.MaxTextBytes = c.maxTextBytes
+	eopts.CacheBytes = c.embedCacheBytes
 	eopts.Batch = batch.Options{
 		MaxBatchSize: c.maxBatchSize, MaxBatchTokens: c.maxBatchTokens, MaxQueueDelay: c.maxQueueDelay,
 		QueueSize: c.queueSize, Workers: c.workers,
@@ -184,6 +187,10 @@ func (c *serveConfig) startEngine(ctx context.Context, reg prometheus.Registerer
 		m.ModelLoaded(lm.Manifest().Name, lm.Backend(), string(d.Requested), d.Fallback != "")
 	}
 	eng := engine.New(cat, eopts)
+	if err := metrics.RegisterEmbedCache(reg, eng.CacheStats); err != nil {
+		eng.Close()
+		return nil, nil, err
+	}
 	models := []string{c.defaultModel}
 	for _, p := range strings.Split(c.preload, ",") {
 		if p = strings.TrimSpace(p); p != "" && p != c.defaultModel {

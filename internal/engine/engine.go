@@ -23,6 +23,10 @@
 //   - A batch the device has no memory for is split in halves and retried;
 //     a single text that still does not fit runs on the CPU. Only an error
 //     that is not a lack of memory fails the batch's texts.
+//   - With Options.CacheBytes > 0, a text embedded again with the same model
+//     version and options is served from a byte-bounded cache, bit for bit
+//     the vector computed for it, and concurrent calls for one text share
+//     one computation (cache.go).
 //
 // Concurrency: Engine and Model are safe for concurrent use. Load is
 // idempotent: the first call loads, later calls return the same *Model.
@@ -39,6 +43,7 @@ import (
 
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/batch"
+	"github.com/embedd/embedd/internal/embedcache"
 	"github.com/embedd/embedd/internal/errlist"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/tokenize"
@@ -90,6 +95,12 @@ type Options struct {
 	MaxTextBytes int
 	// SkipVerify skips the sha256 check of model files at load. Default false.
 	SkipVerify bool
+	// CacheBytes bounds, in bytes, the embedding cache that the engine's
+	// models share (see cache.go and internal/embedcache); 0 or negative
+	// means no cache. Default 0: a cache pays off in a long-running server
+	// (`embedd serve` sets DefaultCacheBytes), not in a one-shot embed, and
+	// a benchmark of the model must not measure it.
+	CacheBytes int64
 	// Logger receives load events. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -140,6 +151,7 @@ func (o *Options) fill() {
 type Engine struct {
 	catalog *manifest.Catalog
 	opts    Options
+	cache   *embedcache.Cache // nil when Options.CacheBytes <= 0
 
 	mu     sync.Mutex // guards models and closed
 	models map[string]*loading
@@ -156,7 +168,7 @@ type loading struct {
 // New returns an Engine that loads models from catalog on demand.
 func New(catalog *manifest.Catalog, opts Options) *Engine {
 	opts.fill()
-	return &Engine{catalog: catalog, opts: opts, models: make(map[string]*loading)}
+	return &Engine{catalog: catalog, opts: opts, cache: newCache(opts.CacheBytes), models: make(map[string]*loading)}
 }
 
 // Load returns the model called name, loading it on first use.
@@ -223,6 +235,7 @@ func (e *Engine) load(name string) (*Model, error) {
 		return nil, fmt.Errorf("engine: model %s: %w", name, err)
 	}
 	m := &Model{man: man, tok: tok, enc: enc, spec: spec, opts: &e.opts}
+	m.cache, m.cacheVersion = e.cache, cacheVersion(man, m.Backend())
 	bopts := deviceBatch(e.opts.Batch, enc.Device())
 	bopts.Observer, bopts.RunTimeout = nil, max(e.opts.RunTimeout, 0)
 	if e.opts.Observer != nil {
@@ -359,6 +372,10 @@ type Model struct {
 	batchOpts batch.Options
 	devObs    DeviceObserver // nil if the observer does not count device events
 	bufs      sync.Pool      // *buffers
+	// cache, when not nil, serves repeated texts (see cache.go); its keys
+	// carry cacheVersion.
+	cache        *embedcache.Cache
+	cacheVersion string
 
 	cpuOnce sync.Once
 	cpu     accel.Encoder // CPU encoder for texts that do not fit on the GPU
@@ -458,11 +475,8 @@ type Tokenized struct {
 // Tokenize validates and tokenizes texts. On any bad text it returns an
 // *InputError naming each bad index.
 func (m *Model) Tokenize(texts []string, truncate bool) ([]Tokenized, error) {
-	if len(texts) == 0 {
-		return nil, fmt.Errorf("%w: no texts", ErrInvalidInput)
-	}
-	if len(texts) > m.opts.MaxTexts {
-		return nil, fmt.Errorf("%w: %d texts; limit %d", ErrInvalidInput, len(texts), m.opts.MaxTexts)
+	if err := m.checkCount(texts); err != nil {
+		return nil, err
 	}
 	out := make([]Tokenized, len(texts))
 	var bad []*ItemError
@@ -484,34 +498,57 @@ func (m *Model) Tokenize(texts []string, truncate bool) ([]Tokenized, error) {
 	return out, nil
 }
 
+func (m *Model) checkCount(texts []string) error {
+	if len(texts) == 0 {
+		return fmt.Errorf("%w: no texts", ErrInvalidInput)
+	}
+	if len(texts) > m.opts.MaxTexts {
+		return fmt.Errorf("%w: %d texts; limit %d", ErrInvalidInput, len(texts), m.opts.MaxTexts)
+	}
+	return nil
+}
+
 // Embed embeds texts. Texts are validated and tokenized here, in the
 // caller's goroutine; the model runs them in batches shared with other
-// callers.
+// callers. With a cache, repeated texts are served from it (embedCached).
 func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (*Result, error) {
 	dims, normalize, err := m.outputShape(o)
 	if err != nil {
 		return nil, err
 	}
+	if m.cache != nil {
+		return m.embedCached(ctx, texts, o, dims, normalize)
+	}
 	toks, err := m.Tokenize(texts, o.Truncate)
 	if err != nil {
 		return nil, err
 	}
+	vecs, counts, err := m.compute(ctx, toks, o.Priority, dims, normalize)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Model: m.man.Name, Version: m.man.Version, Vectors: vecs, Tokens: counts}, nil
+}
+
+// compute runs toks through the batcher and returns each text's finished
+// vector and token count.
+func (m *Model) compute(ctx context.Context, toks []Tokenized, prio batch.Priority, dims int, normalize bool) ([][]float32, []int, error) {
 	counts := make([]int, len(toks))
 	for i, t := range toks {
 		counts[i] = len(t.IDs)
 	}
-	vecs, err := m.batcher.SubmitAll(ctx, toks, counts, o.Priority)
+	outs, err := m.batcher.SubmitAll(ctx, toks, counts, prio)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res := &Result{Model: m.man.Name, Version: m.man.Version, Vectors: make([][]float32, len(toks)), Tokens: counts}
+	vecs := make([][]float32, len(toks))
 	flat := make([]float32, len(toks)*dims)
-	for i, p := range vecs {
+	for i, p := range outs {
 		v := flat[i*dims : (i+1)*dims : (i+1)*dims]
 		finish(v, p, dims, normalize)
-		res.Vectors[i] = v
+		vecs[i] = v
 	}
-	return res, nil
+	return vecs, counts, nil
 }
 
 func (m *Model) outputShape(o EmbedOptions) (dims int, normalize bool, err error) {
