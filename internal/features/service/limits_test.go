@@ -15,24 +15,13 @@ import (
 	"github.com/embedd/embedd/internal/features/drift"
 	"github.com/embedd/embedd/internal/features/registry"
 	"github.com/embedd/embedd/internal/features/session"
-	"github.com/embedd/embedd/internal/features/window"
 )
 
 // newService builds a service on b with the default registry, the clock at
 // t0 and opts changed by edit.
 func newService(t *testing.T, b backend, edit func(*Options)) (*Service, error) {
 	t.Helper()
-	reg, err := registry.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: t0}
-	cfg, err := WindowConfig(reg, window.DefaultConfig(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, ss := b.open(t, cfg, clk)
-	opts := Options{Registry: reg, States: st, Sessions: ss, Clock: clk}
+	opts, _ := testOptions(t, b)
 	if edit != nil {
 		edit(&opts)
 	}

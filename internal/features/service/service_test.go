@@ -97,6 +97,24 @@ type fixture struct {
 
 func newFixture(t testing.TB, b backend, offlineDir string) *fixture {
 	t.Helper()
+	opts, clk := testOptions(t, b)
+	if offlineDir != "" {
+		var err error
+		if opts.Offline, err = offline.Open(offlineDir, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{svc: svc, clk: clk, dir: offlineDir}
+}
+
+// testOptions returns Options on b with the default registry and a clock at
+// t0.
+func testOptions(t testing.TB, b backend) (Options, *clock) {
+	t.Helper()
 	reg, err := registry.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -107,17 +125,7 @@ func newFixture(t testing.TB, b backend, offlineDir string) *fixture {
 		t.Fatal(err)
 	}
 	st, ss := b.open(t, cfg, clk)
-	opts := Options{Registry: reg, States: st, Sessions: ss, Clock: clk}
-	if offlineDir != "" {
-		if opts.Offline, err = offline.Open(offlineDir, 2); err != nil {
-			t.Fatal(err)
-		}
-	}
-	svc, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{svc: svc, clk: clk, dir: offlineDir}
+	return Options{Registry: reg, States: st, Sessions: ss, Clock: clk}, clk
 }
 
 func ev(entity, typ string, at time.Time, amount float64) features.Event {
