@@ -7,6 +7,8 @@
 #   tokenizer  Go vs Hugging Face tokenizers, same corpus and tokenizer.json
 #   quant      quantization kernels; quality on real embeddings
 #   memory     engine memory over 10,000 batches
+#   cache      embedding cache: no-repeat overhead, Zipf(1.1, 100k texts)
+#              speedup (two engines, alternating rounds), cost per text (~4 min)
 #   server     gRPC server under load (scripts/bench-server.sh)
 #   stores     upsert pipeline, Redis, embedded and Milvus search (make services)
 #   features   ingest, GetFeatures in process and over gRPC (make services)
@@ -25,7 +27,7 @@ mkdir -p "$out"
 py=$(scripts/pyenv.sh)
 export EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1
 
-all=(tokenizer quant memory server stores features parity exporter)
+all=(tokenizer quant memory cache server stores features parity exporter)
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=("${all[@]}")
 for s in "${sections[@]}"; do
@@ -52,6 +54,12 @@ bench_quant() {
 bench_memory() {
   echo "== memory over 10,000 batches"
   go test -run '^$' -bench BenchmarkEmbedMemory -benchtime 1x ./internal/engine 2>/dev/null | tee "$out/engine-memory.txt"
+}
+
+bench_cache() {
+  echo "== embedding cache: no-repeat overhead %, Zipf(1.1, 100k texts) speedup, cache cost per text"
+  go test -run '^$' -bench BenchmarkEmbedCache -benchtime 12x -count 3 -timeout 30m ./internal/engine 2>/dev/null | tee "$out/engine-cache.txt"
+  go test -run '^$' -bench BenchmarkCache -benchtime 1s -count 3 ./internal/embedcache | tee "$out/embedcache.txt"
 }
 
 bench_server() {

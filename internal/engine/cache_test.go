@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -236,7 +237,10 @@ func BenchmarkEmbedCache(b *testing.B) {
 				took time.Duration
 			}
 			newSide := func(cacheBytes int64) *side {
-				e := newEngine(b, withCache(cacheBytes))
+				e := newEngine(b, func(o *engine.Options) {
+					withCache(cacheBytes)(o)
+					o.Logger = slog.New(slog.DiscardHandler) // go test puts logs between the benchmark lines
+				})
 				s := &side{e: e, m: loadModel(b, e, name)}
 				var unique atomic.Int64
 				for c := range callers {

@@ -26,11 +26,12 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SECTIONS = ["tokenizer", "quant", "memory", "server", "stores", "features", "parity", "exporter"]
+SECTIONS = ["tokenizer", "quant", "memory", "cache", "server", "stores", "features", "parity", "exporter"]
 TITLES = {
     "tokenizer": "Tokenizer throughput: Go vs Hugging Face tokenizers",
     "quant": "Quantization: kernels and quality on real embeddings",
     "memory": "Engine memory over 10,000 batches",
+    "cache": "Embedding cache: no-repeat overhead, Zipf speedup, cost per text",
     "server": "gRPC server under load",
     "stores": "Stores: upsert pipeline, Redis, embedded and Milvus search",
     "features": "Features: ingest and GetFeatures",
@@ -104,6 +105,10 @@ def quant(out: pathlib.Path) -> list[dict]:
 
 def memory(out: pathlib.Path) -> list[dict]:
     return go_bench(out / "engine-memory.txt")
+
+
+def cache(out: pathlib.Path) -> list[dict]:
+    return go_bench(out / "engine-cache.txt") + go_bench(out / "embedcache.txt")
 
 
 def server(out: pathlib.Path) -> list[dict]:
