@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export EMBEDD_CACHE_DIR ?= $(HOME)/.cache/embedd
 GO ?= go
 BIN := bin/embedd
-MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8 all-minilm-l6-v2-fp16
+MODELS := all-minilm-l6-v2 all-minilm-l6-v2-int8 all-minilm-l6-v2-fp16 all-minilm-l6-v2-q8
 PY := $(shell scripts/pyenv.sh --print 2>/dev/null)
 
 .PHONY: all build setup setup-gpu build-cuda ptx ptx-check lint-docker gpu-carry gpu-check-dry run serve services services-stop test test-short vet bench golden proto fuzz clean

@@ -5,11 +5,16 @@
 // float search (internal/quant.Evaluate). It also reports the same for the
 // parity corpus.
 //
+// With -reference, it also measures what a quantized model costs against
+// the model it was made from: each text's cosine between the two models'
+// vectors, and recall@k of exact search with -model's vectors (database and
+// queries) against exact search with -reference's, on both sets.
+//
 // The sentences are comment sentences from the Go standard library sources
 // ($GOROOT/src), a large body of real English prose that every machine with
 // a Go toolchain has; the selection is deterministic for a Go version.
 //
-// Usage: go run ./bench/quantquality [-model NAME] [-n 10000] [-queries 500] [-json out.json]
+// Usage: go run ./bench/quantquality [-model NAME] [-reference NAME] [-n 10000] [-queries 500] [-json out.json]
 package main
 
 import (
@@ -46,6 +51,7 @@ func main() {
 	factor := flag.Int("rescore", 4, "binary rescoring factor")
 	parity := flag.String("parity", "internal/engine/testdata/parity/texts.jsonl", "parity corpus (JSONL); empty to skip")
 	out := flag.String("json", "", "write the reports as JSON to this file")
+	reference := flag.String("reference", "", "also compare -model's vectors with this model's (cosine per text, recall@k of exact search)")
 	flag.Parse()
 
 	cache := os.Getenv("EMBEDD_CACHE_DIR")
@@ -63,6 +69,7 @@ func main() {
 	opts := engine.DefaultOptions()
 	opts.CacheDir = cache
 	opts.MaxTexts = 1 << 20
+	opts.Batch.QueueSize = 1 << 20 // one call embeds the whole set
 	e := engine.New(cat, opts)
 	defer e.Close()
 	ctx := context.Background()
@@ -77,13 +84,25 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("embedded %d sentences with %s in %s (%.0f sentences/s)\n", len(sents), *model, time.Since(start).Round(time.Millisecond), float64(len(sents))/time.Since(start).Seconds())
+	var ref *engine.Result
+	if *reference != "" {
+		if ref, err = e.Embed(ctx, *reference, sents, engine.EmbedOptions{Truncate: true}); err != nil {
+			log.Fatal(err)
+		}
+	}
 	reports := map[string]quant.Report{}
+	comparisons := map[string]modelComparison{}
 	rep, err := quant.Evaluate(res.Vectors[:*n], res.Vectors[*n:], *k, *factor)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("\n== go stdlib sentences (%s)\n%s", *model, rep)
 	reports["go-sentences"] = rep
+	if ref != nil {
+		c := compareModels(res.Vectors[:*n], res.Vectors[*n:], ref.Vectors[:*n], ref.Vectors[*n:], *k)
+		fmt.Printf("%s vs %s: %s\n", *model, *reference, c)
+		comparisons["go-sentences"] = c
+	}
 
 	if *parity != "" {
 		texts, err := readJSONL(*parity)
@@ -101,9 +120,22 @@ func main() {
 		}
 		fmt.Printf("\n== parity corpus (%d texts) as database\n%s", len(texts), rep)
 		reports["parity-corpus"] = rep
+		if ref != nil {
+			rp, err := e.Embed(ctx, *reference, texts, engine.EmbedOptions{Truncate: true})
+			if err != nil {
+				log.Fatal(err)
+			}
+			c := compareModels(pres.Vectors, res.Vectors[*n:], rp.Vectors, ref.Vectors[*n:], *k)
+			fmt.Printf("%s vs %s: %s\n", *model, *reference, c)
+			comparisons["parity-corpus"] = c
+		}
 	}
 	if *out != "" {
-		data, _ := json.MarshalIndent(map[string]any{"model": *model, "goversion": runtime.Version(), "reports": reports}, "", " ")
+		doc := map[string]any{"model": *model, "goversion": runtime.Version(), "reports": reports}
+		if ref != nil {
+			doc["reference"], doc["comparisons"] = *reference, comparisons
+		}
+		data, _ := json.MarshalIndent(doc, "", " ")
 		if err := os.WriteFile(*out, data, 0o644); err != nil {
 			log.Fatal(err)
 		}
@@ -186,4 +218,57 @@ func prose(s string) bool {
 		}
 	}
 	return letters*10 >= len(s)*9
+}
+
+// modelComparison is how a model's vectors compare with a reference model's
+// for the same texts: cosines over the database texts, recall over the
+// queries.
+type modelComparison struct {
+	Texts      int     `json:"texts"`
+	CosineMean float64 `json:"cosine_mean"`
+	CosineMin  float64 `json:"cosine_min"`
+	Queries    int     `json:"queries"`
+	K          int     `json:"k"`
+	// Recall is the fraction of the reference's exact top-K (its database
+	// searched with its queries) that the model's exact top-K (its own
+	// database and queries) also returns, averaged over queries.
+	Recall float64 `json:"recall"`
+}
+
+func (c modelComparison) String() string {
+	return fmt.Sprintf("cosine over the %d database texts mean %.5f min %.5f; recall@%d %.4f over %d queries", c.Texts, c.CosineMean, c.CosineMin, c.K, c.Recall, c.Queries)
+}
+
+// compareModels compares the database db and queries q embedded by a model
+// with the same texts embedded by a reference model (refDB, refQ).
+func compareModels(db, q, refDB, refQ [][]float32, k int) modelComparison {
+	c := modelComparison{Texts: len(db), CosineMin: 1, Queries: len(q), K: k}
+	for i, v := range db {
+		cos := float64(quant.Cosine(v, refDB[i]))
+		c.CosineMean += cos
+		c.CosineMin = min(c.CosineMin, cos)
+	}
+	c.CosineMean /= float64(c.Texts)
+	hits := 0
+	for i := range q {
+		want, err := quant.SearchFloat(refDB, refQ[i], k)
+		if err != nil {
+			log.Fatal(err)
+		}
+		got, err := quant.SearchFloat(db, q[i], k)
+		if err != nil {
+			log.Fatal(err)
+		}
+		truth := map[int64]bool{}
+		for _, r := range want {
+			truth[r.ID] = true
+		}
+		for _, r := range got {
+			if truth[r.ID] {
+				hits++
+			}
+		}
+	}
+	c.Recall = float64(hits) / float64(len(q)*k)
+	return c
 }

@@ -285,7 +285,7 @@ func cmdModelsExport(args []string, stdout io.Writer) error {
 	config := fs.String("config", "", "Hugging Face config.json of a BERT model (required)")
 	weights := fs.String("weights", "", "model.safetensors with the BERT weights, F32, F16 or BF16 (required)")
 	out := fs.String("out", "", "where to write model.onnx (required; written atomically)")
-	precision := fs.String("precision", string(bertonnx.FP32), "fp32, or fp16: float16 weights and matmuls, float32 LayerNorm, softmax and pooling (for GPUs)")
+	precision := fs.String("precision", string(bertonnx.FP32), "fp32; fp16: float16 weights and matmuls, float32 LayerNorm, softmax and pooling (for GPUs); or q8: dynamic int8, int8 weights per output channel and activations per token (for CPUs with VNNI)")
 	pooling := fs.String("pooling", string(bertonnx.PoolNone), "none (output last_hidden_state), or mean or cls (output sentence_embedding)")
 	normalize := fs.Bool("normalize", false, "L2-normalize sentence_embedding and add the sentence_norm output (needs --pooling mean or cls)")
 	if err := parse(fs, args); err != nil {

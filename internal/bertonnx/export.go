@@ -130,9 +130,11 @@ func (g *graph) encode(w io.Writer) error {
 			"BertModel encoder (no pooler): %d layers, hidden %d, %d heads, intermediate %d%s",
 			g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize, g.opts.describe())),
 	})
-	modelTail := marshal(&onnxpb.ModelProto{
-		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(Opset)}},
-	})
+	opsets := []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(Opset)}}
+	if g.opts.q8() {
+		opsets = append(opsets, &onnxpb.OperatorSetIdProto{Domain: proto.String(msDomain), Version: proto.Int64(1)})
+	}
+	modelTail := marshal(&onnxpb.ModelProto{OpsetImport: opsets})
 	graphHead := marshal(&onnxpb.GraphProto{Node: g.nodes, Name: proto.String("bert")})
 	tail := &onnxpb.GraphProto{Output: g.outputs}
 	for _, name := range []string{InputIDs, AttentionMask, TokenTypeIDs} {

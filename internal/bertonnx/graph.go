@@ -85,6 +85,9 @@ type builder struct {
 	g      graph
 	consts map[string]string // constant key -> initializer name, to share constants
 	errs   []error
+	// quantizedInputs holds, in a Q8 graph, each float tensor already
+	// quantized for the linears that read it.
+	quantizedInputs map[string]quantizedInput
 }
 
 // floatDtypes lists the safetensors dtypes accepted for weights, as error
@@ -94,7 +97,8 @@ const floatDtypes = "F32, F16 or BF16"
 // buildGraph builds the graph for cfg and opts, which the caller has
 // validated.
 func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
-	b := &builder{cfg: cfg, opts: opts, st: st, g: graph{cfg: cfg, opts: opts}, consts: map[string]string{}}
+	b := &builder{cfg: cfg, opts: opts, st: st, g: graph{cfg: cfg, opts: opts}, consts: map[string]string{},
+		quantizedInputs: map[string]quantizedInput{}}
 	prefix, ok := st.namePrefix()
 	if !ok {
 		return nil, fmt.Errorf("%w: %s (or %s%s): want %s [%d %d]", ErrMissingTensor, wordEmbeddings, bertPrefix, wordEmbeddings, floatDtypes, cfg.VocabSize, cfg.HiddenSize)
@@ -286,12 +290,25 @@ func (b *builder) embeddings() string {
 	c := b.cfg
 	hid := int64(c.HiddenSize)
 	s := b.matmulStorage()
-	word := b.weight("embeddings.word_embeddings.weight", s, int64(c.VocabSize), hid)
+	var word, wordScale string
+	if b.opts.q8() {
+		// The word table is most of the model's weights; int8 rows
+		// quarter it. The small position and token-type tables stay
+		// float32.
+		word, wordScale = b.quantizedTable("embeddings.word_embeddings.weight", int64(c.VocabSize), hid)
+	} else {
+		word = b.weight("embeddings.word_embeddings.weight", s, int64(c.VocabSize), hid)
+	}
 	pos := b.weight("embeddings.position_embeddings.weight", s, int64(c.MaxPositionEmbeddings), hid)
 	typ := b.weight("embeddings.token_type_embeddings.weight", s, int64(c.TypeVocabSize), hid)
 	lnScale, lnBias := b.layerNorm("embeddings.LayerNorm", hid)
 
-	we := b.op("/embeddings/word_embeddings/Gather", "Gather", "", []string{word, InputIDs})
+	var we string
+	if b.opts.q8() {
+		we = b.gatherQ8("/embeddings/word_embeddings", word, wordScale, InputIDs)
+	} else {
+		we = b.op("/embeddings/word_embeddings/Gather", "Gather", "", []string{word, InputIDs})
+	}
 	te := b.op("/embeddings/token_type_embeddings/Gather", "Gather", "", []string{typ, TokenTypeIDs})
 	if b.opts.fp16() {
 		// The tables are float16 to halve their memory; the sum starts
@@ -335,8 +352,12 @@ func (b *builder) extendedMask() string {
 }
 
 // linear builds x·Wᵀ + bias for the nn.Linear at hf (weights "hf.weight" and
-// "hf.bias") with nodes named under path, in the precision of the matmuls.
+// "hf.bias") with nodes named under path, in the precision of the matmuls
+// (linearQ8 in a Q8 graph).
 func (b *builder) linear(x, hf, path string, in, out int64) string {
+	if b.opts.q8() {
+		return b.linearQ8(x, hf, path, in, out)
+	}
 	w := b.linearWeight(hf+".weight", out, in)
 	bias := b.weight(hf+".bias", b.matmulStorage(), out)
 	mm := b.op(path+"/MatMul", "MatMul", "", []string{x, w})

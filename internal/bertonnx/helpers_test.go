@@ -147,6 +147,7 @@ type decodedTensor struct {
 
 type decodedNode struct {
 	name, opType    string
+	domain          string
 	inputs, outputs []string
 	attrs           map[string]*onnxpb.AttributeProto
 }
@@ -184,7 +185,7 @@ func decodeModel(t testing.TB, b []byte) decodedModel {
 	}
 	g := pb.GetGraph()
 	for _, n := range g.GetNode() {
-		d := decodedNode{name: n.GetName(), opType: n.GetOpType(), inputs: n.GetInput(), outputs: n.GetOutput(),
+		d := decodedNode{name: n.GetName(), opType: n.GetOpType(), domain: n.GetDomain(), inputs: n.GetInput(), outputs: n.GetOutput(),
 			attrs: map[string]*onnxpb.AttributeProto{}}
 		for _, a := range n.GetAttribute() {
 			d.attrs[a.GetName()] = a

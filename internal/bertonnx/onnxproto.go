@@ -16,7 +16,13 @@ const (
 	dataTypeFloat   = onnxpb.TensorProto_FLOAT
 	dataTypeInt64   = onnxpb.TensorProto_INT64
 	dataTypeFloat16 = onnxpb.TensorProto_FLOAT16
+	dataTypeInt8    = onnxpb.TensorProto_INT8
+	dataTypeUint8   = onnxpb.TensorProto_UINT8
 )
+
+// msDomain is onnxruntime's contrib operator domain, which a Q8 graph
+// imports at version 1 for MatMulIntegerToFloat.
+const msDomain = "com.microsoft"
 
 func intAttr(name string, v int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_INT.Enum(), I: &v}
@@ -24,6 +30,12 @@ func intAttr(name string, v int64) *onnxpb.AttributeProto {
 
 func intsAttr(name string, v ...int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
+}
+
+// tensorAttr is a tensor-valued attribute holding raw, little-endian data.
+func tensorAttr(name string, dataType onnxpb.TensorProto_DataType, dims []int64, raw []byte) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_TENSOR.Enum(),
+		T: &onnxpb.TensorProto{Dims: dims, DataType: proto.Int32(int32(dataType)), RawData: raw}}
 }
 
 func floatAttr(name string, v float32) *onnxpb.AttributeProto {

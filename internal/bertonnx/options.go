@@ -17,6 +17,12 @@ const (
 	// matmuls in float16, the residual stream, LayerNormalization, softmax
 	// and pooling in float32 (see the package doc).
 	FP16 Precision = "fp16"
+	// Q8 is dynamic int8 quantization for CPUs: linear weights in int8
+	// (symmetric, one scale per output channel), their inputs quantized to
+	// int8 at run time (symmetric, one scale per token), integer matmuls,
+	// int8 word embeddings (one scale per row); the residual stream,
+	// LayerNorm, attention and pooling in float32 (see the package doc).
+	Q8 Precision = "q8"
 )
 
 // Pooling selects what the graph outputs.
@@ -38,7 +44,7 @@ const (
 // PoolNone, no normalization) gives the graph Export has always written, byte
 // for byte; setting a field to its documented default gives the same bytes.
 type Options struct {
-	// Precision is FP32 (default, also "") or FP16.
+	// Precision is FP32 (default, also ""), FP16 or Q8.
 	Precision Precision
 	// Pooling is PoolNone (default, also ""), PoolMean or PoolCLS.
 	Pooling Pooling
@@ -53,9 +59,9 @@ type Options struct {
 func (o Options) Validate() error {
 	var errs []error
 	switch o.Precision {
-	case "", FP32, FP16:
+	case "", FP32, FP16, Q8:
 	default:
-		errs = append(errs, fmt.Errorf("%w: precision %q; want %q or %q", ErrInvalidOptions, o.Precision, FP32, FP16))
+		errs = append(errs, fmt.Errorf("%w: precision %q; want %q, %q or %q", ErrInvalidOptions, o.Precision, FP32, FP16, Q8))
 	}
 	switch o.Pooling {
 	case "", PoolNone, PoolMean, PoolCLS:
@@ -69,6 +75,7 @@ func (o Options) Validate() error {
 }
 
 func (o Options) fp16() bool   { return o.Precision == FP16 }
+func (o Options) q8() bool     { return o.Precision == Q8 }
 func (o Options) pooled() bool { return o.Pooling == PoolMean || o.Pooling == PoolCLS }
 
 // describe is appended to the model's doc string; it is empty for the
@@ -77,6 +84,9 @@ func (o Options) describe() string {
 	var parts []string
 	if o.fp16() {
 		parts = append(parts, "float16 weights and matmuls, float32 residual stream, LayerNorm, softmax and pooling")
+	}
+	if o.q8() {
+		parts = append(parts, "dynamic int8: int8 linear weights per output channel, int8 activations per token, integer matmuls; int8 word embeddings per row; float32 residual stream, LayerNorm, attention and pooling")
 	}
 	if o.pooled() {
 		parts = append(parts, string(o.Pooling)+" pooling")

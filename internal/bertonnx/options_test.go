@@ -38,6 +38,9 @@ var variants = map[string]Options{
 	"fp16-mean-norm":     {Precision: FP16, Pooling: PoolMean, Normalize: true},
 	"fp16-cls":           {Precision: FP16, Pooling: PoolCLS},
 	"fp32-explicit-none": {Precision: FP32, Pooling: PoolNone},
+	"q8":                 {Precision: Q8},
+	"q8-mean-norm":       {Precision: Q8, Pooling: PoolMean, Normalize: true},
+	"q8-cls":             {Precision: Q8, Pooling: PoolCLS},
 }
 
 // TestExportDefaultOptionsUnchanged: the zero Options, and the defaults
@@ -251,6 +254,19 @@ func elemTypes(t *testing.T, m decodedModel) map[string]onnxpb.TensorProto_DataT
 	for _, n := range m.nodes {
 		var out onnxpb.TensorProto_DataType
 		switch n.opType {
+		case "ConstantOfShape":
+			out = onnxpb.TensorProto_DataType(n.attrs["value"].GetT().GetDataType())
+		case "QuantizeLinear":
+			out = types[n.inputs[2]] // the zero point's
+		case "MatMulIntegerToFloat":
+			// uint8 activations and zero point, int8 weights, float
+			// scales.
+			for i, want := range []onnxpb.TensorProto_DataType{dataTypeUint8, dataTypeInt8, dataTypeFloat, dataTypeFloat, dataTypeUint8} {
+				if types[n.inputs[i]] != want {
+					t.Errorf("%s: input %s is type %d; want %d", n.name, n.inputs[i], types[n.inputs[i]], want)
+				}
+			}
+			out = dataTypeFloat
 		case "Cast":
 			out = onnxpb.TensorProto_DataType(n.attrs["to"].GetI())
 		case "Shape":
@@ -474,7 +490,8 @@ func TestExportOptionsErrors(t *testing.T) {
 		opts Options
 		msg  []string
 	}{
-		{Options{Precision: "fp8"}, []string{`precision "fp8"`, `want "fp32" or "fp16"`}},
+		{Options{Precision: "fp8"}, []string{`precision "fp8"`, `want "fp32", "fp16" or "q8"`}},
+		{Options{Precision: "int8"}, []string{`precision "int8"`}},
 		{Options{Precision: "FP16"}, []string{`precision "FP16"`}},
 		{Options{Pooling: "max"}, []string{`pooling "max"`, `want "none", "mean" or "cls"`}},
 		{Options{Normalize: true}, []string{`normalize needs pooling "mean" or "cls"`}},

@@ -311,6 +311,25 @@ func TestRealPooledGraphs(t *testing.T) {
 		}
 		checkEmptyRow(t, out[0], out[1])
 	})
+	t.Run("q8 mean normalize", func(t *testing.T) {
+		if fp32 == nil {
+			t.Fatal("needs the fp32 variant's vectors, and that subtest failed")
+		}
+		// Activations are quantized per token, so a batch's rows are
+		// independent: the padding-only row still pools to zeros, and
+		// every row matches the fp32 graph to int8 precision.
+		out := run(t, export("q8-mean-norm", bertonnx.Options{Precision: bertonnx.Q8, Pooling: bertonnx.PoolMean, Normalize: true}), b, embNorm, embNormShape)
+		minCos, sum := 1.0, 0.0
+		for r := range real {
+			c := cosine(out[0][r*H:(r+1)*H], fp32[r*H:(r+1)*H])
+			minCos, sum = min(minCos, c), sum+c
+		}
+		t.Logf("q8 vs fp32: cosine mean %.6f min %.6f", sum/float64(real), minCos)
+		if mean := sum / float64(real); mean < 0.99 || minCos < 0.97 {
+			t.Errorf("cosine mean %.6f min %.6f; want >= 0.99 and >= 0.97", mean, minCos)
+		}
+		checkEmptyRow(t, out[0], out[1])
+	})
 	t.Run("fp16 last_hidden_state", func(t *testing.T) {
 		// The output is float32: a float16 one would not fill this tensor.
 		h := run(t, export("fp16", bertonnx.Options{Precision: bertonnx.FP16}), b, []string{bertonnx.Output},
@@ -337,7 +356,7 @@ func TestRealExportsMatchManifests(t *testing.T) {
 	base := testassets.Model(t, "all-minilm-l6-v2")
 	dir := manifest.Dir(testassets.CacheDir(), base)
 	cat := testassets.Catalog(t)
-	for _, name := range []string{"all-minilm-l6-v2", "all-minilm-l6-v2-fp16"} {
+	for _, name := range []string{"all-minilm-l6-v2", "all-minilm-l6-v2-fp16", "all-minilm-l6-v2-q8"} {
 		t.Run(name, func(t *testing.T) {
 			m, err := cat.Get(name)
 			if err != nil {

@@ -143,8 +143,10 @@ type Derive struct {
 	Exporter string `yaml:"exporter"`
 	Config   string `yaml:"config"`
 	Weights  string `yaml:"weights"`
-	// Precision of the exported graph: "fp32" (default, also empty) or
-	// "fp16" (float16 weights and matmuls; see internal/bertonnx).
+	// Precision of the exported graph: "fp32" (default, also empty),
+	// "fp16" (float16 weights and matmuls) or "q8" (dynamic int8 for CPUs:
+	// int8 weights, activations quantized to int8 at run time, integer
+	// matmuls); see internal/bertonnx.
 	Precision string `yaml:"precision"`
 	// Pooling inside the exported graph: "none" (default, also empty: the
 	// graph outputs last hidden states), "mean" or "cls". Unless none it
@@ -162,6 +164,7 @@ const ExporterBERT = "bert-safetensors"
 const (
 	PrecisionFP32 = "fp32"
 	PrecisionFP16 = "fp16"
+	PrecisionQ8   = "q8"
 	PoolNone      = "none"
 )
 
@@ -272,9 +275,9 @@ func (m *Model) validate() error {
 // validateExport checks the graph options of a derive step.
 func (m *Model) validateExport(name string, d *Derive) error {
 	switch d.Precision {
-	case "", PrecisionFP32, PrecisionFP16:
+	case "", PrecisionFP32, PrecisionFP16, PrecisionQ8:
 	default:
-		return m.invalid("file %s: derive precision %q: want %q or %q", name, d.Precision, PrecisionFP32, PrecisionFP16)
+		return m.invalid("file %s: derive precision %q: want %q, %q or %q", name, d.Precision, PrecisionFP32, PrecisionFP16, PrecisionQ8)
 	}
 	switch Pooling(d.Pooling) {
 	case "", PoolNone:
@@ -331,9 +334,14 @@ func (m *Model) File(name string) (File, bool) {
 // ONNX file is derived (Derive), they are its derive inputs and the
 // precision its derive precision ("fp32" when empty); otherwise they are
 // files called config.json and model.safetensors, in fp32. ok is false when
-// the model has neither (an ONNX-only model such as an int8 export).
+// the model has neither (an ONNX-only model such as an int8 export), and for
+// a graph derived in precision q8, whose int8 arithmetic the native encoder
+// does not compute: such a model runs its ONNX graph.
 func (m *Model) Safetensors() (config, weights, precision string, ok bool) {
 	if f, found := m.File(m.ONNX); found && f.Derive != nil && f.Derive.Exporter == ExporterBERT {
+		if f.Derive.Precision == PrecisionQ8 {
+			return "", "", "", false
+		}
 		precision = f.Derive.Precision
 		if precision == "" {
 			precision = PrecisionFP32

@@ -163,6 +163,7 @@ func TestParseDeriveOptions(t *testing.T) {
 	for _, tc := range []struct{ from, to string }{
 		{"      precision: fp16\n", ""},
 		{"precision: fp16", "precision: fp32"},
+		{"precision: fp16", "precision: q8"},
 		{"      pooling: mean\n      normalize: true\n", ""},
 		{"      pooling: mean\n      normalize: true\n", "      pooling: none\n"},
 		{"      normalize: true\n", "      normalize: false\n"},
@@ -179,7 +180,7 @@ func TestParseDeriveOptions(t *testing.T) {
 	tests := []struct {
 		name, from, to, want string
 	}{
-		{"precision", "precision: fp16", "precision: int8", `model.onnx: derive precision "int8": want "fp32" or "fp16"`},
+		{"precision", "precision: fp16", "precision: int8", `model.onnx: derive precision "int8": want "fp32", "fp16" or "q8"`},
 		{"precision case", "precision: fp16", "precision: FP16", `derive precision "FP16"`},
 		{"pooling", "pooling: mean\n      normalize", "pooling: max\n      normalize", `model.onnx: derive pooling "max": want "none", "mean" or "cls"`},
 		{"pooling differs from model", "pooling: mean\n      normalize", "pooling: cls\n      normalize", `derive pooling "cls" differs from the model's pooling "mean"`},
@@ -219,6 +220,7 @@ func TestSafetensors(t *testing.T) {
 		"all-minilm-l6-v2":      {"config.json", "model.safetensors", "fp32", true}, // derive without precision
 		"all-minilm-l6-v2-fp16": {"config.json", "model.safetensors", "fp16", true},
 		"all-minilm-l6-v2-int8": {}, // ONNX only
+		"all-minilm-l6-v2-q8":   {}, // derived, but int8: the graph runs
 	} {
 		m, err := cat.Get(name)
 		if err != nil {
@@ -243,6 +245,7 @@ func TestSafetensors(t *testing.T) {
 		plain:   {"config.json", "model.safetensors", "fp32", true},
 		valid:   {},
 		derived: {"config.json", "model.safetensors", "fp16", true},
+		strings.Replace(derived, "precision: fp16", "precision: q8", 1): {},
 	} {
 		m, err := manifest.Parse([]byte(doc))
 		if err != nil {
