@@ -23,8 +23,10 @@ go build -o bin/load ./bench/load
 pid=
 stop_server() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" || true; pid=; }
 trap stop_server EXIT
+# The embedding cache is off: the load generator cycles through a fixed set
+# of texts, which a cache would serve without running the model.
 start_server() {
-  bin/embedd serve --addr $addr --metrics-addr $maddr --model "$model" "$@" >"$out/load/server-$label.log" 2>&1 &
+  bin/embedd serve --embed-cache-bytes 0 --addr $addr --metrics-addr $maddr --model "$model" "$@" >"$out/load/server-$label.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 150); do curl -sf "http://$maddr/metrics" >/dev/null && return 0; sleep 0.2; done
   echo "server did not start; see $out/load/server-$label.log" >&2; exit 1

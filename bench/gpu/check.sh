@@ -305,7 +305,9 @@ if [ "$call" = 2 ] || [ "$call" = all ]; then
     step "native-inproc-fp16" 75 "${E[@]}" bench "${N[@]}" --model gpu-fp16 --batch 1,32,256 --duration 2s --warmup 0.5s --out "$W/inproc-native-fp16.json" "${texts[@]}"
 
     log "native server"
-    "${E[@]}" serve "${N[@]}" --model gpu-fp16 --preload gpu-fp32 --addr 127.0.0.1:50062 --metrics-addr 127.0.0.1:9162 \
+    # Servers run with the embedding cache off (--embed-cache-bytes 0): the
+    # load generator cycles through a fixed set of texts.
+    "${E[@]}" serve "${N[@]}" --embed-cache-bytes 0 --model gpu-fp16 --preload gpu-fp32 --addr 127.0.0.1:50062 --metrics-addr 127.0.0.1:9162 \
       >"$W/steps/server-native.log" 2>&1 &
     spid=$!
     ready 127.0.0.1:50062 "$spid"
@@ -364,7 +366,7 @@ if [ "$call" = 3 ] || [ "$call" = all ]; then
       [ "$flags" = "$v" ] && flags=
       port=$((port + 1))
       # shellcheck disable=SC2086
-      "${E[@]}" serve "${common[@]}" $flags --model gpu-fp16 --addr 127.0.0.1:$port --metrics-addr 127.0.0.1:$((port + 100)) >"$W/steps/server-$name.log" 2>&1 &
+      "${E[@]}" serve "${common[@]}" $flags --embed-cache-bytes 0 --model gpu-fp16 --addr 127.0.0.1:$port --metrics-addr 127.0.0.1:$((port + 100)) >"$W/steps/server-$name.log" 2>&1 &
       spid=$!
       ready 127.0.0.1:$port "$spid"
       step "lat-$name" 25 "$W/bin/load" -addr 127.0.0.1:$port -metrics "" -model gpu-fp16 -texts short16 -n 4096 -truncate \
@@ -402,7 +404,7 @@ PY
   step "oom-split" 30 "${E[@]}" bench "${common[@]}" --cuda-mem-limit 160 --model gpu-fp16 --batch 256 --duration 2s --warmup 0s --out "$W/inproc-oom.json" "$W/texts/long256.jsonl"
 
   log "server"
-  "${E[@]}" serve "${common[@]}" --model gpu-fp16 --preload gpu-fp32 --addr 127.0.0.1:50061 --metrics-addr 127.0.0.1:9161 \
+  "${E[@]}" serve "${common[@]}" --embed-cache-bytes 0 --model gpu-fp16 --preload gpu-fp32 --addr 127.0.0.1:50061 --metrics-addr 127.0.0.1:9161 \
     >"$W/steps/server.log" 2>&1 &
   spid=$!
   ready 127.0.0.1:50061 "$spid"
