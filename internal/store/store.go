@@ -82,7 +82,12 @@ type Record struct {
 	Metadata []byte
 	// ModelVersion names the model that produced Vector.
 	ModelVersion string
-	UpdatedAt    time.Time
+	// TextHash identifies the text Vector was computed from (hex of a
+	// cryptographic hash; "" for a vector supplied by the client). An
+	// incremental re-embedding skips a record whose source text has the
+	// same hash. Versions created before the field existed store none.
+	TextHash  string
+	UpdatedAt time.Time
 }
 
 // Hit is one search result.
