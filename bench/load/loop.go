@@ -81,6 +81,9 @@ type runResult struct {
 	// measured window; BatchError says why it is missing.
 	Batch      []batchStats `json:"batch,omitempty"`
 	BatchError string       `json:"batch_error,omitempty"`
+	// ModelRun is what the server's model-run histogram recorded during
+	// the measured window (absent when it recorded nothing).
+	ModelRun *runStats `json:"model_run,omitempty"`
 }
 
 // name is a short label of the run, e.g. "closed c=16" or "open 200/s".

@@ -84,6 +84,7 @@ type config struct {
 	seed                             uint64
 	duration, warmup, timeout, wait  time.Duration
 	truncate, compare                bool
+	zipf                             float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, []string, error) {
@@ -97,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, []string, error) {
 	fs.StringVar(&c.out, "out", "", "directory for results.json and charts (default bench/out/load/<label>); with -compare, where to write comparison charts (default none)")
 	fs.StringVar(&c.textSet, "texts", "short", "text set: short (~8 tokens), medium (~40), long (~200); short16, medium64, long256 (the GPU check's); mixed (equal shares of short16, medium64 and long256)")
 	fs.IntVar(&c.n, "n", 1024, "number of distinct texts, sent round-robin")
+	fs.Float64Var(&c.zipf, "zipf", 0, "0: requests take the texts in turn; s > 1: each request takes text k with probability proportional to 1/(k+1)^s (a Zipf law, deterministic for -seed), the repeats an embedding cache serves")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the texts and of Poisson arrivals")
 	fs.StringVar(&c.dumpTexts, "dump-texts", "", "write the texts as JSON Lines to this file and exit")
 	conc := fs.String("concurrency", "1,16,64,256", "closed-loop concurrency levels, comma-separated; empty skips the closed loop")
@@ -136,6 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, []string, error) {
 		return nil, nil, fmt.Errorf("-arrivals: %q is neither poisson nor uniform", c.arrivals)
 	case c.n < 1:
 		return nil, nil, fmt.Errorf("-n: %d is not positive", c.n)
+	case c.zipf != 0 && !(c.zipf > 1):
+		return nil, nil, fmt.Errorf("-zipf: %g is not greater than 1", c.zipf)
 	case c.conns < 1:
 		return nil, nil, fmt.Errorf("-conns: %d is not positive", c.conns)
 	case c.duration <= 0 || c.warmup < 0 || c.timeout <= 0:
@@ -177,6 +181,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	texts := generateTexts(set, c.n, c.seed)
 	if c.dumpTexts != "" {
 		return dumpTexts(c.dumpTexts, set, texts)
+	}
+	if c.zipf > 0 {
+		texts = zipfSchedule(texts, c.zipf, c.seed, zipfScheduleLen)
 	}
 	outType, ok := embeddv1.OutputType_value["OUTPUT_TYPE_"+strings.ToUpper(c.output)]
 	if !ok {
@@ -284,7 +291,7 @@ func runSpecs(ctx context.Context, c *config, texts []string, embed func(context
 			res = runClosed(ctx, spec, texts, embed)
 		}
 		if scrape != nil {
-			res.Batch, res.BatchError = scrape.wait()
+			res.Batch, res.ModelRun, res.BatchError = scrape.wait()
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -318,11 +325,12 @@ func waitReady(ctx context.Context, cl embeddv1.EmbeddingServiceClient, req *emb
 	}
 }
 
-// windowScrape scrapes the batch-size histogram at the start and the end of
-// a measured window, in its own goroutine.
+// windowScrape scrapes the batch-size and model-run histograms at the
+// start and the end of a measured window, in its own goroutine.
 type windowScrape struct {
 	done  chan struct{}
 	batch []batchStats
+	run   *runStats
 	err   string
 }
 
@@ -330,21 +338,31 @@ func startWindowScrape(ctx context.Context, client *http.Client, url string, fro
 	ws := &windowScrape{done: make(chan struct{})}
 	go func() {
 		defer close(ws.done)
+		scrape := func() (batch, run map[string]*histogram, err error) {
+			if batch, err = scrapeHistograms(ctx, client, url, batchMetric); err != nil {
+				return nil, nil, err
+			}
+			run, err = scrapeHistograms(ctx, client, url, runMetric)
+			return batch, run, err
+		}
 		sleepUntil(ctx, from)
-		before, err := scrapeHistograms(ctx, client, url, batchMetric)
+		batch0, run0, err := scrape()
 		if err != nil {
 			ws.err = err.Error()
 			return
 		}
 		sleepUntil(ctx, end)
-		after, err := scrapeHistograms(ctx, client, url, batchMetric)
+		batch1, run1, err := scrape()
 		if err != nil {
 			ws.err = err.Error()
 			return
 		}
-		ws.batch = diffHistograms(before, after)
+		ws.batch = diffHistograms(batch0, batch1)
+		if st, ok := summarizeRuns(diffHistograms(run0, run1)); ok {
+			ws.run = &st
+		}
 		switch {
-		case len(after) == 0:
+		case len(batch1) == 0:
 			ws.err = "the server exports no " + batchMetric + " histogram"
 		case len(ws.batch) == 0:
 			ws.err = batchMetric + " recorded no batches"
@@ -353,9 +371,9 @@ func startWindowScrape(ctx context.Context, client *http.Client, url string, fro
 	return ws
 }
 
-func (ws *windowScrape) wait() ([]batchStats, string) {
+func (ws *windowScrape) wait() ([]batchStats, *runStats, string) {
 	<-ws.done
-	return ws.batch, ws.err
+	return ws.batch, ws.run, ws.err
 }
 
 func sleepUntil(ctx context.Context, t time.Time) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -282,4 +283,67 @@ func formatBound(le float64) string {
 		return "+Inf"
 	}
 	return strconv.FormatFloat(le, 'g', -1, 64)
+}
+
+// runMetric is the server's histogram of model run time per batch.
+const runMetric = "embedd_batch_duration_seconds"
+
+// runStats is what the server's model-run histogram says about one run:
+// how long the model itself took per batch, the latency floor a request
+// cannot go below. Quantiles are interpolated linearly within a bucket, as
+// Prometheus's histogram_quantile does, so they are as exact as the
+// server's buckets are narrow.
+type runStats struct {
+	Batches float64 `json:"batches"`
+	MeanMS  float64 `json:"mean_ms"`
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+}
+
+// summarizeRuns merges the series of the model-run histogram diff (one
+// per model and backend) and summarizes them.
+func summarizeRuns(diff []batchStats) (runStats, bool) {
+	var st runStats
+	merged := map[float64]float64{}
+	var sum float64
+	for _, s := range diff {
+		st.Batches += s.Batches
+		sum += s.Items // the histogram's _sum: seconds
+		for _, b := range s.Buckets {
+			le, err := parseFloat(b.LE)
+			if err != nil {
+				continue
+			}
+			merged[le] += b.Count
+		}
+	}
+	if st.Batches == 0 {
+		return st, false
+	}
+	st.MeanMS = 1000 * sum / st.Batches
+	st.P50MS = 1000 * bucketQuantile(merged, st.Batches, 0.50)
+	st.P99MS = 1000 * bucketQuantile(merged, st.Batches, 0.99)
+	return st, true
+}
+
+// bucketQuantile returns the q-quantile of observations counted per bucket
+// (upper bound → count in (previous bound, bound]), interpolating linearly
+// inside the bucket it falls in; the first bucket starts at 0, and a
+// quantile in the +Inf bucket is the largest finite bound.
+func bucketQuantile(counts map[float64]float64, total, q float64) float64 {
+	bounds := slices.Sorted(maps.Keys(counts))
+	rank := q * total
+	var cum, lower float64
+	for _, le := range bounds {
+		c := counts[le]
+		if math.IsInf(le, 1) {
+			return lower
+		}
+		if cum+c >= rank && c > 0 {
+			return lower + (le-lower)*(rank-cum)/c
+		}
+		cum += c
+		lower = le
+	}
+	return lower
 }

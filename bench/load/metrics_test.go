@@ -149,3 +149,26 @@ func FuzzParseHistograms(f *testing.F) {
 		_ = diffHistograms(hs, hs)
 	})
 }
+
+func TestBucketQuantile(t *testing.T) {
+	// 100 observations: 50 in (0, 1], 40 in (1, 2], 10 in (2, 4].
+	counts := map[float64]float64{1: 50, 2: 40, 4: 10, math.Inf(1): 0}
+	for _, tc := range []struct{ q, want float64 }{
+		{0.25, 0.5}, {0.5, 1}, {0.7, 1.5}, {0.9, 2}, {0.95, 3}, {0.99, 3.8},
+	} {
+		if got := bucketQuantile(counts, 100, tc.q); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("q=%g: got %g, want %g", tc.q, got, tc.want)
+		}
+	}
+	// A quantile in the +Inf bucket is the largest finite bound.
+	if got := bucketQuantile(map[float64]float64{1: 1, math.Inf(1): 9}, 10, 0.99); got != 1 {
+		t.Errorf("+Inf bucket: got %g, want 1", got)
+	}
+	st, ok := summarizeRuns([]batchStats{
+		{Batches: 60, Items: 0.06, Buckets: []bucketCount{{"0.001", 60}, {"+Inf", 0}}},
+		{Batches: 40, Items: 0.08, Buckets: []bucketCount{{"0.001", 0}, {"0.003", 40}, {"+Inf", 0}}},
+	})
+	if !ok || st.Batches != 100 || math.Abs(st.MeanMS-1.4) > 1e-9 || math.Abs(st.P99MS-2.95) > 1e-9 {
+		t.Errorf("summarizeRuns = %+v, %v; want 100 batches, mean 1.4 ms, p99 2.95 ms", st, ok)
+	}
+}

@@ -78,6 +78,9 @@ func printRuns(w io.Writer, runs []runResult) {
 		if r.BatchError != "" {
 			fmt.Fprintf(w, "  %s: no batch sizes: %s\n", r.name(), r.BatchError)
 		}
+		if m := r.ModelRun; m != nil {
+			fmt.Fprintf(w, "  %s model run per batch (server histogram): mean %.2f ms, p50 %.2f ms, p99 %.2f ms\n", r.name(), m.MeanMS, m.P50MS, m.P99MS)
+		}
 		if r.MaxSendLagMS > 10 {
 			fmt.Fprintf(w, "  %s: the generator sent up to %.0f ms late; latencies include it\n", r.name(), r.MaxSendLagMS)
 		}

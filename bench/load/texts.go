@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 )
@@ -251,4 +252,21 @@ func summarizeTexts(texts []string) textStats {
 		MaxWords:  slices.Max(counts),
 		SHA256:    hex.EncodeToString(h.Sum(nil)),
 	}
+}
+
+// zipfScheduleLen is the length of a Zipf request schedule: far more
+// requests than one run sends on a CPU, so a run never wraps around it.
+const zipfScheduleLen = 1 << 20
+
+// zipfSchedule returns n texts drawn from texts by a Zipf law with
+// exponent s > 1: texts[k] with probability proportional to 1/(k+1)^s. The
+// draws are the same for the same seed; requests then take the schedule's
+// texts in turn, so concurrent clients together follow the law.
+func zipfSchedule(texts []string, s float64, seed uint64, n int) []string {
+	z := rand.NewZipf(rand.New(rand.NewPCG(seed, 0x5a17)), s, 1, uint64(len(texts)-1))
+	out := make([]string, n)
+	for i := range out {
+		out[i] = texts[z.Uint64()]
+	}
+	return out
 }

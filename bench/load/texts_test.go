@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -163,5 +164,26 @@ func TestGenerateMix(t *testing.T) {
 		if f := float64(share[name]) / n; f < 0.28 || f > 0.39 {
 			t.Errorf("part %s: share %.2f; want about 1/3", name, f)
 		}
+	}
+}
+
+func TestZipfSchedule(t *testing.T) {
+	texts := make([]string, 1000)
+	for i := range texts {
+		texts[i] = strconv.Itoa(i)
+	}
+	a := zipfSchedule(texts, 1.1, 7, 100000)
+	if b := zipfSchedule(texts, 1.1, 7, 100000); !slices.Equal(a, b) {
+		t.Fatal("same seed, different schedules")
+	}
+	counts := map[string]int{}
+	for _, s := range a {
+		counts[s]++
+	}
+	// Zipf(1.1): text 0 is drawn about 2^1.1 = 2.14 times as often as text
+	// 1, and far more often than text 999; every draw is a text.
+	r := float64(counts["0"]) / float64(counts["1"])
+	if r < 1.9 || r > 2.4 || counts["0"] < 50*max(counts["999"], 1) || len(counts) > len(texts) {
+		t.Errorf("counts: 0:%d 1:%d 999:%d distinct:%d", counts["0"], counts["1"], counts["999"], len(counts))
 	}
 }

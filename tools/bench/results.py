@@ -112,32 +112,31 @@ def cache(out: pathlib.Path) -> list[dict]:
 
 
 def server(out: pathlib.Path) -> list[dict]:
+    """The load runs, the Python baselines, the GEMM peak, then the targets
+    as bench/summarize computed them (load/targets.json)."""
     load = out / "load"
-    rows, runs = [], {}
-    for label in ["batched", "batched-medium", "max_batch_size=1"]:
+    rows = []
+    for label in ["batched", "batched-medium", "max_batch_size=1", "q8", "zipf-cache-off", "zipf-cache-on"]:
         rep = json.loads((load / label / "results.json").read_text())
         for run in rep["runs"]:
             c = run.get("concurrency", 0)
             name = f"{label} c={c}" if run["mode"] == "closed" else f"{label} {run['mode']} {run.get('rate', 0):g}/s"
-            runs[(label, run["mode"], c)] = run
             rows += [row(f"{name} sentences/s", run["sentences_per_s"], "1/s"),
                      row(f"{name} p50", run["latency_ms"]["p50"], "ms"),
                      row(f"{name} p99", run["latency_ms"]["p99"], "ms")]
             if run.get("batch"):
                 rows.append(row(f"{name} mean batch", run["batch"][0]["mean"]))
-    py = {}
-    for text_set in ["short", "medium"]:
-        py[text_set] = json.loads((load / f"python-{text_set}.json").read_text())
-        for r in py[text_set]["results"]:
-            rows.append(row(f"Python onnxruntime, {text_set}, batch {r['batch_size']}", r["sentences_per_s"], "1/s"))
-    b64, s64 = runs.get(("batched", "closed", 64)), runs.get(("max_batch_size=1", "closed", 64))
-    b1 = runs.get(("batched", "closed", 1))
-    if b64:
-        rows.append(row("server c=64 / Python best batch", b64["sentences_per_s"] / py["short"]["best"]["sentences_per_s"], "x"))
-    if b64 and s64:
-        rows.append(row("batched c=64 / max_batch_size=1 c=64", b64["sentences_per_s"] / s64["sentences_per_s"], "x"))
-    if b1:
-        rows.append(row("p99 c=1 / Python single-text batch", b1["latency_ms"]["p99"] / py["short"]["results"][0]["ms_per_batch"], "x"))
+            if run.get("model_run"):
+                rows.append(row(f"{name} model run p99 (server histogram)", run["model_run"]["p99_ms"], "ms"))
+    for name, file in [("fp32, short", "python-short.json"), ("fp32, medium", "python-medium.json"), ("q8, short", "python-q8-short.json")]:
+        for r in json.loads((load / file).read_text())["results"]:
+            rows.append(row(f"Python onnxruntime {name}, batch {r['batch_size']}", r["sentences_per_s"], "1/s"))
+    peak = json.loads((load / "gemm-peak.json").read_text())
+    rows += [row("ONNX Runtime GEMM peak fp32", peak["fp32_peak_gops"], "GFLOP/s"),
+             row("ONNX Runtime GEMM peak int8", peak["int8_peak_gops"], "GOP/s")]
+    for t in json.loads((load / "targets.json").read_text()):
+        verdict = "" if t.get("met") is None else (" (target %s: %s)" % (t["target"], "met" if t["met"] else "MISSED"))
+        rows.append(row(t["what"].strip() + ": " + t["measured"] + verdict, t["value"], t["unit"].strip()))
     return rows
 
 
