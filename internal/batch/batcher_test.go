@@ -142,7 +142,7 @@ func TestFlushByTokens(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFake()
-				b := newBatcher(t, f, Options{MaxBatchSize: 32, MaxBatchTokens: 100, MaxQueueDelay: hour})
+				b := newBatcher(t, f, Options{MaxBatchSize: 32, MaxBatchTokens: 100, MaxQueueDelay: hour, FixedQueueDelay: true})
 				release := hold(t, b, f)
 				for i, tok := range tc.tokens {
 					submit(b, context.Background(), i, tok, Online)
@@ -173,7 +173,7 @@ func TestFlushByDelay(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFake()
-				b := newBatcher(t, f, Options{MaxQueueDelay: tc.delay})
+				b := newBatcher(t, f, Options{MaxQueueDelay: tc.delay, FixedQueueDelay: true})
 				a := submit(b, context.Background(), 0, 5, Online)
 				time.Sleep(tc.gap)
 				c := submit(b, context.Background(), 1, 5, Online)
@@ -189,6 +189,48 @@ func TestFlushByDelay(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAdaptiveFlush: without FixedQueueDelay a partial batch leaves before
+// the delay once as many items wait as the last batch of its priority took.
+func TestAdaptiveFlush(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		b := newBatcher(t, f, Options{MaxBatchSize: 8, MaxQueueDelay: 2 * time.Millisecond})
+		// The first batch has no history: it waits for the delay.
+		var chs []<-chan res
+		for i := range 3 {
+			chs = append(chs, submit(b, context.Background(), i, 5, Online))
+		}
+		time.Sleep(10 * time.Millisecond)
+		// Three items again: the third completes the last batch's size, so
+		// they leave without waiting.
+		for i := 3; i < 6; i++ {
+			chs = append(chs, submit(b, context.Background(), i, 5, Online))
+			time.Sleep(100 * time.Microsecond)
+		}
+		time.Sleep(10 * time.Millisecond)
+		// A lone item after a batch of one leaves at once too.
+		chs = append(chs, submit(b, context.Background(), 6, 5, Online))
+		time.Sleep(10 * time.Millisecond)
+		chs = append(chs, submit(b, context.Background(), 7, 5, Online))
+		settle(hour)
+		for i, ch := range chs {
+			if r := recv(t, ch); r.err != nil || r.out != 10*i {
+				t.Errorf("item %d: got %d, %v; want %d, nil", i, r.out, r.err, 10*i)
+			}
+		}
+		ms := time.Millisecond
+		want := []ran{
+			{seq(0, 3), 2 * ms},
+			{seq(3, 3), 10*ms + 200*time.Microsecond},
+			{[]int{6}, 20*ms + 300*time.Microsecond + 2*ms}, // last batch had 3: waits the delay
+			{[]int{7}, 30*ms + 300*time.Microsecond},        // last batch had 1: at once
+		}
+		if got := f.ran(); !equalRuns(got, want) {
+			t.Errorf("got batches %v; want %v", got, want)
+		}
+	})
 }
 
 func TestSubmitAllSplitsAndReassembles(t *testing.T) {

@@ -14,6 +14,7 @@ type dispatcher[In, Out any] struct {
 	idle     []*batch[In, Out] // buffers of idle workers; a batch is formed only when one is here
 	streak   int               // Online batches formed in a row while Bulk items waited
 	draining bool              // intake is closed: flush without waiting for MaxQueueDelay
+	last     [2]int            // items in the last batch formed, by Priority; the load it saw
 	reported uint64            // depth last passed to Observer.QueueDepth
 	toks     []int             // scratch for pick
 	keys     []uint64          // scratch for pick
@@ -24,6 +25,7 @@ func newDispatcher[In, Out any](b *Batcher[In, Out]) *dispatcher[In, Out] {
 	return &dispatcher[In, Out]{
 		b:     b,
 		idle:  make([]*batch[In, Out], 0, b.opts.Workers),
+		last:  [2]int{b.opts.MaxBatchSize, b.opts.MaxBatchSize},
 		toks:  make([]int, 0, b.opts.GroupWindow),
 		keys:  make([]uint64, 0, b.opts.GroupWindow),
 		picks: make([]int, 0, b.opts.MaxBatchSize),
@@ -114,6 +116,7 @@ func (d *dispatcher[In, Out]) dispatch(now time.Time) time.Time {
 		}
 		oldest := q.at(0).enq
 		due := d.draining || o.MaxQueueDelay == 0 || !now.Before(oldest.Add(o.MaxQueueDelay)) ||
+			(!o.FixedQueueDelay && q.len() >= d.last[p]) || // the load that formed the last batch is back
 			(p == Bulk && d.q[Online].len() > 0) // its anti-starvation turn: take what is there
 		d.toks = d.toks[:0]
 		for i := range w {
@@ -131,6 +134,7 @@ func (d *dispatcher[In, Out]) dispatch(now time.Time) time.Time {
 			q.set(i, nil)
 		}
 		q.compact(w)
+		d.last[p] = len(d.picks)
 		d.b.release(len(d.picks), p)
 		if p == Online && d.q[Bulk].len() > 0 {
 			d.streak++

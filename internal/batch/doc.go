@@ -30,6 +30,12 @@
 //   - MaxQueueDelay has passed since the oldest waiting item of that
 //     priority was admitted (the first item of the forming batch); it then
 //     takes what is there. Zero means no wait;
+//   - as many items of that priority wait as its last batch took (unless
+//     FixedQueueDelay): the load that formed that batch has come back, and
+//     waiting longer would add latency rather than items. At low load the
+//     last batch had one item, so a lone request runs at once instead of
+//     waiting MaxQueueDelay; under load batches still fill. The first batch
+//     of a priority has no history and waits;
 //   - Shutdown is draining the queue.
 //
 // While every worker is busy, items simply keep queueing; the next batch is

@@ -41,6 +41,14 @@ type Options struct {
 	// DefaultOptions sets 2ms; zero flushes whatever is queued as soon as a
 	// worker is free.
 	MaxQueueDelay time.Duration
+	// FixedQueueDelay makes a partial batch always wait for MaxQueueDelay.
+	// By default (false) a batch is also due, before the delay, as soon as
+	// its priority has as many items waiting as the last batch of that
+	// priority took: the load that formed that batch is back, and waiting
+	// longer would add latency, not items. So a lone request at low load
+	// (the last batch had one item) runs at once, while under load batches
+	// still fill. The first batch of each priority waits as with the flag.
+	FixedQueueDelay bool
 	// QueueSize bounds the items admitted but not yet handed to a worker, all
 	// priorities together; past it admission fails with ErrQueueFull.
 	// Default 4096; at most 1<<30.
