@@ -157,7 +157,7 @@ func (c *featureConfig) exportDrift(o *openedFeatures, reg prometheus.Registerer
 		return err
 	}
 	o.closers = append(o.closers, func() error {
-		return fsutil.WriteAtomic(path, 0o644, mon.SaveReferences)
+		return fsutil.WriteAtomic(path, 0o600, mon.SaveReferences) // raw sample values
 	})
 	return nil
 }

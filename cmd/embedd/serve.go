@@ -37,6 +37,7 @@ type serveConfig struct {
 	addr            string
 	metricsAddr     string
 	pprof           bool
+	reflection      bool
 	defaultModel    string
 	preload         string
 	maxBatchSize    int
@@ -62,6 +63,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics listen address; empty disables")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
+	fs.BoolVar(&c.reflection, "reflection", true, "register gRPC server reflection (grpcurl and other tools list the services); --reflection=false hides the API's shape from clients")
 	fs.StringVar(&c.defaultModel, "model", models.Default, "default model for requests that name none")
 	fs.StringVar(&c.preload, "preload", "", "comma-separated models to load at start besides the default")
 	fs.IntVar(&c.maxBatchSize, "max-batch-size", b.MaxBatchSize, "most texts per model run; 1 disables batching; 0 = device default (CPU 32, CUDA 256)")
@@ -244,7 +246,9 @@ func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *op
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	if c.reflection {
+		reflection.Register(gs)
+	}
 	for _, name := range names {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -466,6 +467,8 @@ func TestServeDriftReferenceFile(t *testing.T) {
 	stop()
 	if st, err := os.Stat(ref); err != nil || st.Size() == 0 {
 		t.Fatalf("reference file: %v", err)
+	} else if st.Mode().Perm() != 0o600 { // it holds raw sample values
+		t.Errorf("reference file mode %v; want 0600", st.Mode().Perm())
 	}
 	conn, stop = runServe(t, testServeConfig(t, args...))
 	defer stop()
@@ -473,6 +476,30 @@ func TestServeDriftReferenceFile(t *testing.T) {
 	st, err := fc.GetFeatureStats(ctx, &embeddv1.GetFeatureStatsRequest{Features: []string{"events_count_1h"}})
 	if err != nil || !st.Features[0].HasReference || st.Features[0].Reference.Count != 2 {
 		t.Fatalf("after restart: %v %v", st, err)
+	}
+}
+
+// TestServeReflection: reflection lists the services by default and is
+// absent with --reflection=false.
+func TestServeReflection(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	for _, on := range []bool{true, false} {
+		conn, stop := runServe(t, testServeConfig(t, fmt.Sprintf("--reflection=%v", on), "--features=false"))
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+		var resp *reflectionpb.ServerReflectionResponse
+		if err == nil {
+			// A Send error (io.EOF) means the stream ended: Recv has the status.
+			_ = stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+			resp, err = stream.Recv()
+		}
+		switch {
+		case on && (err != nil || len(resp.GetListServicesResponse().GetService()) == 0):
+			t.Errorf("--reflection=true: %v, %v; want the services listed", resp, err)
+		case !on && status.Code(err) != codes.Unimplemented:
+			t.Errorf("--reflection=false: got %v, %v; want Unimplemented", resp, err)
+		}
+		stop()
 	}
 }
 

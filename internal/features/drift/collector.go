@@ -71,7 +71,6 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect computes the reports and sends their series.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	minCount := int64(c.m.opts.MinCount)
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		if !math.IsNaN(v) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -91,7 +90,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, w := range windows {
 			gauge(c.count, float64(w.s.Count), r.Feature, w.name)
 			gauge(c.nullRate, w.s.NullRate, r.Feature, w.name)
-			if r.Sensitive && w.s.Count < minCount {
+			if w.s.Withheld { // a sensitive feature's sparse window
 				continue
 			}
 			gauge(c.mean, w.s.Mean, r.Feature, w.name)

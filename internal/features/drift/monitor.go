@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -364,7 +365,26 @@ func (m *Monitor) slot(idx int64) int {
 	return int((idx%n + n) % n)
 }
 
+// report is the feature's report with the sensitive-feature rule applied:
+// the one place it is applied, so metrics and RPCs cannot disagree.
 func (m *Monitor) report(name string, f *feature, now time.Time) Report {
+	r := m.rawReport(name, f, now)
+	if !r.Sensitive {
+		return r
+	}
+	min := int64(m.opts.MinCount)
+	for _, s := range []*Summary{&r.Current, &r.Reference} {
+		if s.Count < min && (s != &r.Reference || r.HasReference) {
+			s.withhold()
+		}
+	}
+	if r.Current.Withheld || r.Reference.Withheld {
+		r.Reason = strings.TrimPrefix(r.Reason+fmt.Sprintf("; sensitive feature: statistics of a window with fewer than %d values withheld", min), "; ")
+	}
+	return r
+}
+
+func (m *Monitor) rawReport(name string, f *feature, now time.Time) Report {
 	nowIdx := m.bucketIndex(now)
 	first := nowIdx - int64(m.opts.Buckets) + 1
 	// The window merge draws from a source keyed by the bucket number, so a

@@ -345,3 +345,43 @@ func FuzzLoadReferences(f *testing.F) {
 		}
 	})
 }
+
+// TestSensitiveWithheld: a sensitive feature's window with fewer than
+// MinCount values reports no value-derived statistic, through Report and
+// Reports alike; a plain feature and a full window report them.
+func TestSensitiveWithheld(t *testing.T) {
+	m, _ := newMonitor(t, Options{MinCount: 5})
+	for _, f := range []struct {
+		name      string
+		sensitive bool
+	}{{"income", true}, {"clicks", false}} {
+		if err := m.Track(f.name, f.sensitive); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []float64{41000, 52000} {
+			if err := m.Observe(f.name, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r, _ := m.Report("income")
+	c := r.Current
+	if !c.Withheld || c.Count != 2 || !math.IsNaN(c.Mean) || !math.IsNaN(c.Min) || !math.IsNaN(c.Max) || !math.IsNaN(c.P50) || !math.IsNaN(c.StdDev) ||
+		!strings.Contains(r.Reason, "withheld") {
+		t.Errorf("sensitive, 2 values: got %+v reason %q; want count 2, values NaN, withheld", c, r.Reason)
+	}
+	for _, rr := range m.Reports() {
+		if rr.Feature == "income" && !rr.Current.Withheld {
+			t.Errorf("Reports: income not withheld: %+v", rr.Current)
+		}
+	}
+	if r, _ := m.Report("clicks"); r.Current.Withheld || r.Current.Mean != 46500 {
+		t.Errorf("plain feature: got %+v; want mean 46500, not withheld", r.Current)
+	}
+	for _, v := range []float64{1, 2, 3} {
+		_ = m.Observe("income", v)
+	}
+	if r, _ := m.Report("income"); r.Current.Withheld || r.Current.Count != 5 || math.IsNaN(r.Current.Mean) {
+		t.Errorf("sensitive, 5 values: got %+v; want statistics", r.Current)
+	}
+}

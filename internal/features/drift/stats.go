@@ -237,6 +237,18 @@ type Summary struct {
 	P50, P90, P99 float64
 	// SampleSize is the number of values in the reservoir.
 	SampleSize int
+	// Withheld is set on a sensitive feature's window with fewer than
+	// Options.MinCount values: Mean, StdDev, Min, Max and the quantiles are
+	// then NaN, as a few values would disclose individual ones. Every
+	// reader (metrics, GetFeatureStats) gets the report with this applied.
+	Withheld bool
+}
+
+// withhold hides the values that could disclose individual inputs.
+func (s *Summary) withhold() {
+	nan := math.NaN()
+	s.Mean, s.StdDev, s.Min, s.Max, s.P50, s.P90, s.P99 = nan, nan, nan, nan, nan, nan, nan
+	s.Withheld = true
 }
 
 // Summary returns the current summary.
