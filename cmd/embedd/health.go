@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -18,12 +17,18 @@ func cmdHealth(ctx context.Context, args []string, stdout io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:50051", "server gRPC address")
 	service := fs.String("service", "", "service name to check; empty: the server as a whole")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	var ct clientTLS
+	ct.register(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tc, err := ct.credentials()
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(tc))
 	if err != nil {
 		return err
 	}

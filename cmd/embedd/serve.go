@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -27,6 +29,7 @@ import (
 	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/metrics"
 	"github.com/embedd/embedd/internal/server"
+	"github.com/embedd/embedd/internal/tlsconf"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
@@ -53,6 +56,7 @@ type serveConfig struct {
 	embedCacheBytes int64
 	stores          storeConfig
 	features        featureConfig
+	tls             tlsFlags
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -79,6 +83,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.embedCacheBytes, "embed-cache-bytes", engine.DefaultCacheBytes, "bytes of the cache of repeated embeddings (same model version, options and text), shared by the models; 0 = off")
 	c.stores.register(fs)
 	c.features.register(fs)
+	c.tls.register(fs)
 }
 
 func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
@@ -97,6 +102,16 @@ func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
 // serve runs the server until ctx ends, then drains. If ready is not nil it
 // receives the gRPC and metrics addresses once both listen (for tests).
 func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<- [2]string) error {
+	creds, err := c.tls.open(logger)
+	if err != nil {
+		return err
+	}
+	if err := c.tls.checkExposure("--addr", c.addr, creds != nil, logger); err != nil {
+		return err
+	}
+	if err := c.tls.checkExposure("--metrics-addr", c.metricsAddr, creds != nil, logger); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -136,8 +151,8 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		return err
 	}
 	allowMetricLabels(m, eng, st, feats)
-	gs, hs := c.grpcServer(eng, st, feats, m, logger)
-	metricsSrv, metricsAddr, err := c.startMetrics(reg)
+	gs, hs := c.grpcServer(eng, st, feats, m, creds, logger)
+	metricsSrv, metricsAddr, err := c.startMetrics(reg, creds)
 	if err != nil {
 		lis.Close()
 		return err
@@ -234,8 +249,12 @@ func runBackground(logger *slog.Logger, st *openedStores, feats *openedFeatures)
 
 // grpcServer returns the gRPC server with every service registered and
 // their health set to SERVING.
-func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, logger *slog.Logger) (*grpc.Server, *health.Server) {
-	gs := grpc.NewServer(server.ServerOptions(c.maxMessageBytes)...)
+func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, creds *tlsconf.Reloader, logger *slog.Logger) (*grpc.Server, *health.Server) {
+	opts := server.ServerOptions(c.maxMessageBytes)
+	if creds != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(creds.ServerConfig("h2"))))
+	}
+	gs := grpc.NewServer(opts...)
 	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
 	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
 	embeddv1.RegisterVectorServiceServer(gs, server.NewVectors(st.idx, svc))
@@ -256,8 +275,9 @@ func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *op
 }
 
 // startMetrics serves /metrics (and /debug/pprof/ with --pprof) on
-// --metrics-addr; with none it returns a nil server and an empty address.
-func (c *serveConfig) startMetrics(reg *prometheus.Registry) (*http.Server, string, error) {
+// --metrics-addr, over TLS when creds is set; with no address it returns a
+// nil server and an empty address.
+func (c *serveConfig) startMetrics(reg *prometheus.Registry, creds *tlsconf.Reloader) (*http.Server, string, error) {
 	if c.metricsAddr == "" {
 		return nil, "", nil
 	}
@@ -275,6 +295,9 @@ func (c *serveConfig) startMetrics(reg *prometheus.Registry) (*http.Server, stri
 		return nil, "", err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if creds != nil {
+		ml = tls.NewListener(ml, creds.ServerConfig("http/1.1"))
+	}
 	go srv.Serve(ml)
 	return srv, ml.Addr().String(), nil
 }
