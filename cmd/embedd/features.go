@@ -18,6 +18,8 @@ import (
 // from the packages' DefaultOptions and DefaultConfig.
 type featureConfig struct {
 	enabled          bool
+	stateEntities    int
+	stateBytes       int64
 	registryDir      string
 	lockFile         string
 	sessionTimeout   time.Duration
@@ -39,6 +41,8 @@ type featureConfig struct {
 func (c *featureConfig) register(fs *flag.FlagSet) {
 	d := service.DefaultOptions()
 	fs.BoolVar(&c.enabled, "features", true, "serve embedd.v1.FeatureService (real-time features)")
+	fs.IntVar(&c.stateEntities, "feature-state-max-entities", memoryStateEntities, "embedded mode (no --redis-addr): most entities whose feature state memory holds; events of new entities beyond it fail with UNAVAILABLE")
+	fs.Int64Var(&c.stateBytes, "feature-state-max-bytes", service.DefaultMemoryBytes, "embedded mode: most bytes of feature state in memory; updates beyond it fail with UNAVAILABLE")
 	fs.StringVar(&c.registryDir, "features-dir", "", "directory of feature registry YAML files (default: the built-in registry)")
 	fs.StringVar(&c.lockFile, "features-lock", "", "lock file of feature fingerprints to check the registry against (empty: no check)")
 	fs.DurationVar(&c.sessionTimeout, "session-timeout", session.DefaultConfig().Timeout, "inactivity gap that starts a new session")

@@ -24,8 +24,8 @@ import (
 // and background loops it gets. What it counts and which features drift
 // tracks is the service's own business (package service).
 
-// Embedded mode: how many entity states memory holds, and how often they
-// are saved to <data-dir>/features/state.bin (and at shutdown).
+// Embedded mode: how many entity states memory holds by default, and how
+// often they are saved to <data-dir>/features/state.bin (and at shutdown).
 const (
 	memoryStateEntities = 1 << 20
 	memoryStateSave     = 10 * time.Second
@@ -108,7 +108,10 @@ func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDi
 			return err
 		}
 	} else {
-		mem := service.NewMemory(wcfg, memoryStateEntities)
+		if c.stateEntities < 1 || c.stateBytes < 1 {
+			return fmt.Errorf("%w: --feature-state-max-entities and --feature-state-max-bytes must be positive", errUsage)
+		}
+		mem := service.NewMemoryLimited(wcfg, service.MemoryLimits{Entities: c.stateEntities, Bytes: c.stateBytes})
 		path := filepath.Join(dataDir, "features", "state.bin")
 		if err := mem.LoadFile(path); err != nil {
 			return err
@@ -120,7 +123,7 @@ func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDi
 				logger.Warn("saving feature state failed", "path", path, "err", err)
 			}
 		}))
-		if opts.Sessions, err = session.NewMemory(scfg, session.MemoryOptions{}); err != nil {
+		if opts.Sessions, err = session.NewMemory(scfg, session.MemoryOptions{MaxEntities: c.stateEntities}); err != nil {
 			return err
 		}
 	}

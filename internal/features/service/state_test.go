@@ -3,6 +3,7 @@ package service
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +81,53 @@ func TestMemorySaveLoad(t *testing.T) {
 	}
 	if err := NewMemory(cfg, 10).LoadFile(path + ".missing"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMemoryLimits: past either bound an update fails with ErrUnavailable
+// naming the limit and changes nothing; held entities keep updating; a
+// saved file beyond the bounds does not load.
+func TestMemoryLimits(t *testing.T) {
+	cfg := window.DefaultConfig()
+	set := func(m *Memory, id string, seq uint64) error {
+		return m.UpdateBatch(t.Context(), []string{id}, func(_ int, st *State) error { st.Seq = seq; return nil })[0]
+	}
+	m := NewMemoryLimited(cfg, MemoryLimits{Entities: 2, Bytes: 1 << 20})
+	for i, id := range []string{"a", "b"} {
+		if err := set(m, id, uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := set(m, "c", 3)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "limit 2") || !strings.Contains(err.Error(), "--feature-state-max-entities") {
+		t.Errorf("third entity: got %v; want ErrUnavailable naming limit 2", err)
+	}
+	if err := set(m, "a", 9); err != nil {
+		t.Errorf("update of a held entity at the limit: %v", err)
+	}
+	if n, _ := m.Usage(); n != 2 {
+		t.Errorf("entities held: %d; want 2", n)
+	}
+
+	_, per := m.Usage()
+	per /= 2 // bytes of one small entity
+	small := NewMemoryLimited(cfg, MemoryLimits{Entities: 100, Bytes: per + per/2})
+	if err := set(small, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	err = set(small, "b", 2)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), `entity "b"`) || !strings.Contains(err.Error(), "--feature-state-max-bytes") {
+		t.Errorf("past the byte limit: got %v; want ErrUnavailable naming the entity and the limit", err)
+	}
+	if sts, _ := small.Load(t.Context(), []string{"b"}); sts[0] != nil {
+		t.Error("refused entity was stored")
+	}
+
+	path := t.TempDir() + "/state.bin"
+	if err := m.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewMemoryLimited(cfg, MemoryLimits{Entities: 1, Bytes: 1 << 20}).LoadFile(path); err == nil || !strings.Contains(err.Error(), "limits 1 entities") {
+		t.Errorf("loading 2 entities under a limit of 1: %v", err)
 	}
 }

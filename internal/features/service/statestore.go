@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -56,33 +57,55 @@ var ErrUnavailable = errors.New("features: state store unavailable")
 // are kept encoded (so a reader never shares a Series with a writer);
 // Save and LoadFile carry them across restarts (the server saves
 // periodically and at shutdown, so a crash loses the updates since the last
-// save). Bounded by maxEntities: an update of a new entity beyond it fails.
+// save).
+//
+// Bounded: it holds at most MemoryLimits.Entities entities and
+// MemoryLimits.Bytes bytes of encoded state (ids included). An update that
+// would pass either fails with ErrUnavailable naming the limit and changes
+// nothing; the entities already held keep updating (within the bytes).
+// Per-entity serialization uses a fixed set of striped locks, so ids that
+// are refused leave nothing behind.
 type Memory struct {
-	cfg         window.Config
-	maxEntities int
+	cfg    window.Config
+	limits MemoryLimits
+	stripe [memoryStripes]sync.Mutex
 
 	mu     sync.Mutex
 	states map[string][]byte
-	locks  map[string]*sync.Mutex
+	bytes  int64 // sum of len(id)+len(state) over states
 }
 
-// NewMemory returns an empty Memory store.
+// MemoryLimits bound a Memory store.
+type MemoryLimits struct {
+	// Entities is the most entities held. Required (> 0).
+	Entities int
+	// Bytes is the most bytes of encoded state, ids included. Required.
+	Bytes int64
+}
+
+const memoryStripes = 256
+
+// DefaultMemoryBytes is NewMemory's bound on bytes of state.
+const DefaultMemoryBytes = 512 << 20
+
+// NewMemory returns an empty Memory store of at most maxEntities entities
+// and DefaultMemoryBytes bytes.
 func NewMemory(cfg window.Config, maxEntities int) *Memory {
-	return &Memory{cfg: cfg, maxEntities: maxEntities, states: map[string][]byte{}, locks: map[string]*sync.Mutex{}}
+	return NewMemoryLimited(cfg, MemoryLimits{Entities: maxEntities, Bytes: DefaultMemoryBytes})
+}
+
+// NewMemoryLimited returns an empty Memory store bounded by limits.
+func NewMemoryLimited(cfg window.Config, limits MemoryLimits) *Memory {
+	return &Memory{cfg: cfg, limits: limits, states: map[string][]byte{}}
 }
 
 // Name implements StateStore.
 func (m *Memory) Name() string { return "memory" }
 
 func (m *Memory) lock(entity string) *sync.Mutex {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.locks[entity]
-	if l == nil {
-		l = &sync.Mutex{}
-		m.locks[entity] = l
-	}
-	return l
+	h := fnv.New32a()
+	h.Write([]byte(entity))
+	return &m.stripe[h.Sum32()%memoryStripes]
 }
 
 // UpdateBatch implements StateStore.
@@ -100,10 +123,10 @@ func (m *Memory) update(entity string, fn func(*State) error) error {
 	defer l.Unlock()
 	m.mu.Lock()
 	data, ok := m.states[entity]
-	full := !ok && len(m.states) >= m.maxEntities
+	n := len(m.states)
 	m.mu.Unlock()
-	if full {
-		return fmt.Errorf("features: memory state store holds %d entities; limit %d", m.maxEntities, m.maxEntities)
+	if !ok && n >= m.limits.Entities {
+		return fmt.Errorf("%w: the memory state store holds %d entities; limit %d (--feature-state-max-entities)", ErrUnavailable, n, m.limits.Entities)
 	}
 	st := newState()
 	if ok {
@@ -120,9 +143,24 @@ func (m *Memory) update(entity string, fn func(*State) error) error {
 		return err
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	grow := int64(len(enc) - len(data))
+	if !ok {
+		grow += int64(len(entity))
+	}
+	if grow > 0 && m.bytes+grow > m.limits.Bytes {
+		return fmt.Errorf("%w: entity %q: the memory state store holds %d bytes; this update needs %d more; limit %d (--feature-state-max-bytes)", ErrUnavailable, entity, m.bytes, grow, m.limits.Bytes)
+	}
 	m.states[entity] = enc
-	m.mu.Unlock()
+	m.bytes += grow
 	return nil
+}
+
+// Usage returns the entities and bytes held.
+func (m *Memory) Usage() (entities int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.states), m.bytes
 }
 
 // Load implements StateStore.
@@ -450,8 +488,15 @@ func (m *Memory) LoadFile(path string) error {
 	if r.err != nil || len(r.b) != 0 {
 		return fmt.Errorf("%w: %s: truncated", errCorrupt, path)
 	}
+	var total int64
+	for id, st := range states {
+		total += int64(len(id) + len(st))
+	}
+	if len(states) > m.limits.Entities || total > m.limits.Bytes {
+		return fmt.Errorf("%s holds %d entities in %d bytes; limits %d entities, %d bytes (--feature-state-max-entities, --feature-state-max-bytes)", path, len(states), total, m.limits.Entities, m.limits.Bytes)
+	}
 	m.mu.Lock()
-	m.states = states
+	m.states, m.bytes = states, total
 	m.mu.Unlock()
 	return nil
 }
