@@ -36,6 +36,7 @@ type openedFeatures struct {
 	svc     *service.Service
 	run     []func(context.Context) error // background loops
 	closers []func() error
+	probes  []probe // the remote stores, for health
 }
 
 func (o *openedFeatures) close() {
@@ -66,6 +67,9 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	if st.redisAddr != "" {
 		rc = redis.NewClient(st.redisOptions())
 		o.closers = append(o.closers, rc.Close)
+		o.probes = append(o.probes, probe{name: "redis (features)", services: []string{featureService}, check: func(ctx context.Context) error {
+			return rc.Ping(ctx).Err()
+		}})
 	}
 	if err := c.openStores(o, rc, dataDir, &opts, logger); err != nil {
 		return nil, err

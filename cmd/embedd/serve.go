@@ -54,6 +54,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	runTimeout      time.Duration
 	embedCacheBytes int64
+	healthEvery     time.Duration
 	stores          storeConfig
 	features        featureConfig
 	tls             tlsFlags
@@ -84,6 +85,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	c.stores.register(fs)
 	c.features.register(fs)
 	c.tls.register(fs)
+	fs.DurationVar(&c.healthEvery, "health-interval", healthEvery, "how often the stores are probed; a service whose store does not answer reports NOT_SERVING")
 }
 
 func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
@@ -102,6 +104,9 @@ func cmdServe(ctx context.Context, args []string, logger *slog.Logger) error {
 // serve runs the server until ctx ends, then drains. If ready is not nil it
 // receives the gRPC and metrics addresses once both listen (for tests).
 func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<- [2]string) error {
+	if c.healthEvery <= 0 {
+		return fmt.Errorf("%w: --health-interval %v is not positive", errUsage, c.healthEvery)
+	}
 	creds, err := c.tls.open(logger)
 	if err != nil {
 		return err
@@ -151,7 +156,16 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		return err
 	}
 	allowMetricLabels(m, eng, st, feats)
-	gs, hs := c.grpcServer(eng, st, feats, m, creds, logger)
+	gs, hs, services := c.grpcServer(eng, st, feats, m, creds, logger)
+	probes := st.probes
+	if feats != nil {
+		probes = append(probes, feats.probes...)
+	}
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	defer stopProbes()
+	prober := newHealthProber(hs, services, probes, logger)
+	prober.every = c.healthEvery
+	go prober.run(probeCtx)
 	metricsSrv, metricsAddr, err := c.startMetrics(reg, creds)
 	if err != nil {
 		lis.Close()
@@ -249,7 +263,9 @@ func runBackground(logger *slog.Logger, st *openedStores, feats *openedFeatures)
 
 // grpcServer returns the gRPC server with every service registered and
 // their health set to SERVING.
-func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, creds *tlsconf.Reloader, logger *slog.Logger) (*grpc.Server, *health.Server) {
+// grpcServer builds the gRPC server with every service registered, all
+// SERVING; it returns the health service names ("" first).
+func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, creds *tlsconf.Reloader, logger *slog.Logger) (*grpc.Server, *health.Server, []string) {
 	opts := server.ServerOptions(c.maxMessageBytes)
 	if creds != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(creds.ServerConfig("h2"))))
@@ -258,10 +274,10 @@ func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *op
 	svc := server.New(eng, server.Options{DefaultModel: c.defaultModel, MaxClientBatch: c.maxClientBatch, Metrics: m, Logger: logger})
 	embeddv1.RegisterEmbeddingServiceServer(gs, svc)
 	embeddv1.RegisterVectorServiceServer(gs, server.NewVectors(st.idx, svc))
-	names := []string{"", embeddv1.EmbeddingService_ServiceDesc.ServiceName, embeddv1.VectorService_ServiceDesc.ServiceName}
+	names := []string{"", embeddv1.EmbeddingService_ServiceDesc.ServiceName, vectorService}
 	if feats != nil {
 		embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(feats.svc, feats.svc.Monitor(), svc))
-		names = append(names, embeddv1.FeatureService_ServiceDesc.ServiceName)
+		names = append(names, featureService)
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -271,8 +287,14 @@ func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *op
 	for _, name := range names {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	return gs, hs
+	return gs, hs, names
 }
+
+// The health names of the services that need stores.
+var (
+	vectorService  = embeddv1.VectorService_ServiceDesc.ServiceName
+	featureService = embeddv1.FeatureService_ServiceDesc.ServiceName
+)
 
 // startMetrics serves /metrics (and /debug/pprof/ with --pprof) on
 // --metrics-addr, over TLS when creds is set; with no address it returns a
