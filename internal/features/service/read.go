@@ -56,6 +56,13 @@ func (s *Service) Get(ctx context.Context, req GetRequest) ([]EntityValues, erro
 		return nil, err
 	}
 	states, sources, err := s.states(ctx, req.Entities, now)
+	if errors.Is(err, ErrUnavailable) && s.opts.Offline != nil {
+		// The state store is down: answer every entity from the offline
+		// snapshots (source offline, the snapshot's timestamps), the
+		// seed's last fallback, rather than failing the read.
+		s.warnOffline(err)
+		states, sources, err = make([]*State, len(req.Entities)), nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -279,6 +286,19 @@ func (s *Service) base(st *State, d registry.Def, t int64, asOf time.Time, memo 
 	}
 	return v, nil
 }
+
+// warnOffline logs that reads fell back to the offline layer, at most once
+// per offlineWarnEvery, so an outage does not flood the log.
+func (s *Service) warnOffline(err error) {
+	now := time.Now().UnixNano()
+	last := s.offlineWarned.Load()
+	if now-last < int64(offlineWarnEvery) || !s.offlineWarned.CompareAndSwap(last, now) {
+		return
+	}
+	s.opts.Logger.Warn("features: state store unavailable; serving reads from the offline snapshots", "store", s.opts.States.Name(), "err", err)
+}
+
+const offlineWarnEvery = 10 * time.Second
 
 // fromOffline answers an entity the state store does not hold.
 func (s *Service) fromOffline(id string, defs []registry.Def) ([]features.Value, bool) {

@@ -31,6 +31,13 @@
 // rule features are evaluated at as_of by package derive. Every value
 // carries its version, timestamp and source.
 //
+// When the state store is unavailable (ErrUnavailable: Redis down) and an
+// offline layer is configured, Get answers every entity from the offline
+// snapshots (source offline, each value with its snapshot's timestamp)
+// instead of failing; entities the snapshots lack are null with Found
+// false. Ingest still fails while the store is down (nothing is
+// acknowledged that was not written).
+//
 // The cache holds decoded states. Within CacheTTL (default 1s) an entry is
 // served as is; after it, its revision is checked against Redis (one small
 // pipelined read) and it is served only if unchanged. An Ingest through
@@ -56,6 +63,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embedd/embedd/internal/features"
@@ -189,6 +197,8 @@ type Service struct {
 
 	statsMu sync.Mutex // guards stats
 	stats   IngestStats
+
+	offlineWarned atomic.Int64 // unix ns of the last offline-fallback warning
 }
 
 // WindowConfig returns the series configuration for reg: its windows,

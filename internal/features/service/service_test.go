@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -477,4 +478,47 @@ func TestRedisScriptReload(t *testing.T) {
 	if err != nil || sts[0].Seq != 1 || sts[1].Seq != 1 {
 		t.Fatalf("after reload: %+v %v", sts, err)
 	}
+}
+
+// TestOfflineFallbackWhenRedisDown: with the state store's Redis
+// unreachable, Get answers from the offline snapshots (source offline)
+// instead of failing, and Ingest fails UNAVAILABLE.
+func TestOfflineFallbackWhenRedisDown(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, memoryBackend(), dir)
+	f.clk.Set(t0.Add(time.Minute))
+	f.ingest(t, ev("u1", "view", t0, 5), ev("u1", "view", t0.Add(10*time.Second), 7))
+	if _, n, err := f.svc.Materialize(context.Background()); err != nil || n != 1 {
+		t.Fatalf("materialize: %d %v", n, err)
+	}
+	down := backend{"redis-down", func(t testing.TB, cfg window.Config, clk features.Clock) (StateStore, session.Store) {
+		c := goredis.NewClient(&goredis.Options{Addr: unreachableAddr(t), DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		ss, err := session.NewMemory(session.DefaultConfig(), session.MemoryOptions{Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewRedis(c, cfg, "embedd-test:down:", time.Hour), ss
+	}}
+	g := newFixture(t, down, dir)
+	g.clk.Set(t0.Add(time.Minute))
+	v := g.get(t, time.Time{}, nil, "amount_sum_5m")
+	if s := v["amount_sum_5m"]; s.Source != features.SourceOffline || s.Value != 12 {
+		t.Errorf("read during the outage: %+v; want 12 from offline", s)
+	}
+	errs, err := g.svc.Ingest(context.Background(), []features.Event{ev("u1", "view", t0.Add(20*time.Second), 1)})
+	if err == nil && (len(errs) == 0 || !errors.Is(errs[0], ErrUnavailable)) {
+		t.Errorf("ingest during the outage: %v, %v; want ErrUnavailable", errs, err)
+	}
+}
+
+// unreachableAddr returns a loopback address nothing listens on.
+func unreachableAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
