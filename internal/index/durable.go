@@ -36,23 +36,38 @@ func (x *Index) write(ctx context.Context, e *wal.Entry) (queued bool, err error
 	return true, nil
 }
 
-// Apply writes e to both stores (the WAL replays through it). Both are
-// attempted; the error names each store that failed.
+// Apply writes e to both stores (the WAL replays through it): to e's
+// version, or to the live one for an entry without a version (written
+// before versions). Both are attempted; the error names each store that
+// failed. A version dropped since e was accepted is store.ErrInvalid as
+// well as store.ErrNotFound: the write can never succeed, so the WAL sets
+// it aside instead of retrying it.
 func (x *Index) Apply(ctx context.Context, e *wal.Entry) error {
 	var verr, oerr error
 	switch e.Kind {
 	case wal.Upsert:
-		verr = x.opts.Vectors.Upsert(ctx, e.Collection, e.Records)
+		if e.Version == "" {
+			verr = x.opts.Vectors.Upsert(ctx, e.Collection, e.Records)
+		} else {
+			verr = x.vs.UpsertVersion(ctx, e.Collection, e.Version, e.Records)
+		}
 		if verr == nil || errors.Is(verr, store.ErrUnavailable) {
 			oerr = x.opts.Online.SetEntities(ctx, e.Entities, e.TTL)
 		}
 	case wal.Delete:
-		verr = x.opts.Vectors.Delete(ctx, e.Collection, e.IDs)
+		if e.Version == "" {
+			verr = x.opts.Vectors.Delete(ctx, e.Collection, e.IDs)
+		} else {
+			verr = x.vs.DeleteVersion(ctx, e.Collection, e.Version, e.IDs)
+		}
 		if verr == nil || errors.Is(verr, store.ErrUnavailable) {
 			oerr = x.opts.Online.DeleteEntities(ctx, e.EntityIDs)
 		}
 	default:
 		return fmt.Errorf("%w: unknown WAL entry kind %d", store.ErrInvalid, e.Kind)
+	}
+	if e.Version != "" && errors.Is(verr, store.ErrNotFound) {
+		verr = fmt.Errorf("%w: %w", store.ErrInvalid, verr)
 	}
 	if verr != nil {
 		verr = fmt.Errorf("%s: %w", x.opts.VectorsName, verr)

@@ -21,9 +21,10 @@ type Stored struct {
 	Scale        float32
 }
 
-// Get reads ids from both stores, in the order of ids; ids in neither are
-// returned in missing. An id in only one store (a write still queued or
-// half-applied) is returned with what that store has.
+// Get reads ids from both stores, in the order of ids, from the live
+// version; ids in neither are returned in missing. An id in only one
+// store (a write still queued or half-applied) is returned with what that
+// store has.
 func (x *Index) Get(ctx context.Context, collection string, ids []string, withVectors bool) (items []Stored, missing []string, err error) {
 	c, err := x.collection(collection)
 	if err != nil {
@@ -33,14 +34,27 @@ func (x *Index) Get(ctx context.Context, collection string, ids []string, withVe
 		return nil, nil, err
 	}
 	ids = dedup(ids)
-	recs, err := x.opts.Vectors.Get(ctx, c.Name, ids)
+	var recs []store.Record
+	var ents []*store.Entity
+	err = x.withLive(ctx, c, func(t target) error {
+		var err error
+		if recs, err = x.vs.GetVersion(ctx, c.Name, t.Version, ids); err != nil {
+			return fmt.Errorf("%s: %w", x.opts.VectorsName, err)
+		}
+		if ents, err = x.opts.Online.GetEntities(ctx, onlineKeys(c.Name, t.Version, ids)); err != nil {
+			return fmt.Errorf("%s: %w", x.opts.OnlineName, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
+		return nil, nil, err
 	}
-	ents, err := x.opts.Online.GetEntities(ctx, onlineIDs(c.Name, ids))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", x.opts.OnlineName, err)
-	}
+	items, missing = merge(ids, recs, ents, withVectors)
+	return items, missing, nil
+}
+
+// merge joins the records and online rows of ids.
+func merge(ids []string, recs []store.Record, ents []*store.Entity, withVectors bool) (items []Stored, missing []string) {
 	byID := make(map[string]*store.Record, len(recs))
 	for i := range recs {
 		byID[recs[i].ID] = &recs[i]
@@ -66,7 +80,7 @@ func (x *Index) Get(ctx context.Context, collection string, ids []string, withVe
 		}
 		items = append(items, s)
 	}
-	return items, missing, nil
+	return items, missing
 }
 
 // DeleteResult reports a delete.
@@ -75,41 +89,52 @@ type DeleteResult struct {
 	Queued  bool
 }
 
-// Delete removes ids from both stores; unknown ids are ignored.
+// DeleteRequest removes ids from a collection's version.
+type DeleteRequest struct {
+	Collection string
+	// Version is the collection version; "" is the live one.
+	Version string
+	IDs     []string
+}
+
+// Delete removes ids from both stores (the live version); unknown ids are
+// ignored.
 func (x *Index) Delete(ctx context.Context, collection string, ids []string) (*DeleteResult, error) {
-	if h := x.hybrids[collection]; h != nil {
+	return x.DeleteIDs(ctx, DeleteRequest{Collection: collection, IDs: ids})
+}
+
+// DeleteIDs removes req.IDs from both stores, in req.Version; unknown ids
+// are ignored.
+func (x *Index) DeleteIDs(ctx context.Context, req DeleteRequest) (*DeleteResult, error) {
+	if h := x.hybrids[req.Collection]; h != nil && req.Version == "" {
 		// Hybrid collections live in the vector store only.
-		if err := x.opts.Limits.checkIDs(ids); err != nil {
+		if err := x.opts.Limits.checkIDs(req.IDs); err != nil {
 			return nil, err
 		}
-		ids = dedup(ids)
+		ids := dedup(req.IDs)
 		if err := x.opts.Vectors.Delete(ctx, h.cfg.Name, ids); err != nil {
 			return nil, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
 		}
 		return &DeleteResult{Deleted: len(ids)}, nil
 	}
-	c, err := x.collection(collection)
+	c, err := x.collection(req.Collection)
 	if err != nil {
 		return nil, err
 	}
-	if err := x.opts.Limits.checkIDs(ids); err != nil {
+	if err := x.opts.Limits.checkIDs(req.IDs); err != nil {
 		return nil, err
 	}
-	ids = dedup(ids)
-	queued, err := x.write(ctx, &wal.Entry{Kind: wal.Delete, Collection: c.Name, IDs: ids, EntityIDs: onlineIDs(c.Name, ids)})
+	t, err := x.version(ctx, c, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	ids := dedup(req.IDs)
+	e := &wal.Entry{Kind: wal.Delete, Collection: c.Name, Version: t.Version, IDs: ids, EntityIDs: onlineKeys(c.Name, t.Version, ids)}
+	queued, err := x.write(ctx, e)
 	if err != nil {
 		return nil, err
 	}
 	return &DeleteResult{Deleted: len(ids), Queued: queued}, nil
-}
-
-// onlineIDs maps record ids of coll to their online-store ids.
-func onlineIDs(coll string, ids []string) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = OnlineID(coll, id)
-	}
-	return out
 }
 
 func dedup(ids []string) []string {

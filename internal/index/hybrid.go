@@ -227,8 +227,12 @@ func (x *Index) hybridQuery(ctx context.Context, h *hybridColl, q Query) ([]floa
 	default:
 		bq := q
 		bq.Collection = h.base.Name
-		var err error
-		if emb, err = x.queryVector(ctx, h.base, bq); err != nil {
+		err := x.withLive(ctx, h.base, func(t target) error {
+			var err error
+			emb, err = x.queryVector(ctx, t, bq)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 	}

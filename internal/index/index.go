@@ -3,16 +3,52 @@
 // together:
 //
 //	Upsert: validate every item → embed the texts (one engine call) →
-//	        vector store: float vectors + metadata (Milvus or embedded)
+//	        vector store: float vectors + metadata + text hash (Milvus or
+//	                      embedded), in one collection version
 //	        online store: int8 codes + scale + model version + features
-//	                      under "<collection>/<id>" (Redis or embedded)
+//	                      under OnlineKey (Redis or embedded)
 //	Search: text → embed, vector → as is, id → the stored vector →
 //	        vector store ANN search (filtered) → optional exact float
 //	        rescoring of oversample*top_k candidates → hits with metadata.
 //
-// Collections are configured, each bound to one model; its dims are the
-// model's. A request naming another collection fails with
-// ErrUnknownCollection.
+// Collections are configured, each with a model; a request naming another
+// collection fails with ErrUnknownCollection.
+//
+// Versions (versions.go, live.go): a collection is served by its live
+// version, the one the vector store's alias points at; re-embedding jobs
+// fill another version (CreateVersion, Upsert with a Version) and swap the
+// alias (SwapAlias). Invariants:
+//   - Every version is bound to one model version (a new collection's
+//     DefaultVersion to its configured model). An upsert embeds the live
+//     version's texts with the configured model (with the live version's
+//     bound model instead once a swap made after this Index opened moved
+//     the alias to another model, so a server keeps writing across a
+//     re-embedding), a named version's with its bound model, and is
+//     refused with ErrModelMismatch when that model's version is not the
+//     binding: vectors of two models never mix in one version, and a
+//     configuration that names another model than the live binding at
+//     open is refused (naming `embedd reembed`), never followed silently. Client vectors are not checked (they are recorded
+//     as PrecomputedVersion). A version created before versions were bound
+//     is bound to the model version of its records (the first embedded one
+//     among its first 1,000), or, with none, unbound: any model writes it.
+//   - A text search embeds the query with the live version's bound model
+//     and searches that same version (store.VersionReader), so a search
+//     never pairs a query of one model with the vectors of another, even
+//     while the alias moves; without that model in the Embedder it is
+//     refused (ErrModelMismatch), never embedded with the configured one.
+//   - Every read (Get, Search, hybrid queries) uses the live version in
+//     both stores: its vectors and its online rows. The live version and
+//     its binding are cached for Options.LiveTTL; a swap through this
+//     Index is seen at once, one by another process within the TTL. A
+//     read whose cached version was dropped meanwhile resolves it again.
+//   - Online rows are keyed by OnlineKey: "<collection>/<id>" for
+//     DefaultVersion (as before versions), "<collection>@<version>/<id>"
+//     for any other, so versions never share rows. DropVersion deletes a
+//     version's online rows (listed by a scan of its vectors) before the
+//     vectors; it refuses the live version.
+//   - A write is resolved to its version when it is accepted; the WAL
+//     entry carries it, so a queued write lands in the version it was
+//     checked against.
 //
 // Validation: this package owns the validation of the vectors flow's
 // requests (validate.go) and their limits (Options.Limits, limits.go). The
@@ -68,6 +104,11 @@ var (
 	ErrNotFound = errors.New("index: not found")
 	// ErrNoFeatures reports a hybrid operation without a FeatureSource.
 	ErrNoFeatures = errors.New("index: no feature source configured")
+	// ErrModelMismatch reports an upsert whose model is not the model
+	// version its collection version is bound to, or a text search on a
+	// version whose model this process does not have; the message names
+	// the collection, the version and the model versions.
+	ErrModelMismatch = errors.New("index: model version mismatch")
 )
 
 // MaxCollectionName bounds a configured collection's name, in bytes.
@@ -97,6 +138,11 @@ type Collection struct {
 	Dims         int
 	// Base is the base collection of a hybrid collection ("" otherwise).
 	Base string
+
+	// openedBinding is the model version the live version was bound to
+	// when the Index opened ("" if unbound), to tell a swap made since
+	// (followed by upserts) from a misconfiguration (refused).
+	openedBinding string
 }
 
 // Options configures an Index. Zero fields take the defaults of
@@ -125,6 +171,11 @@ type Options struct {
 	Hybrid      []HybridConfig
 	Features    FeatureSource
 	SnapshotDir string
+	// LiveTTL is how long the resolved live version of a collection (and
+	// the model version it is bound to) is trusted before the vector store
+	// is asked again: a swap made by another process is seen within it.
+	// Default 5s; negative: asked on every request.
+	LiveTTL time.Duration
 	// Now is the clock for updated_at. Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -136,7 +187,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		VectorsName: "vector store", OnlineName: "online store", Limits: DefaultLimits(),
-		Now: time.Now, Logger: slog.Default(),
+		LiveTTL: 5 * time.Second, Now: time.Now, Logger: slog.Default(),
 	}
 }
 
@@ -163,6 +214,9 @@ func (o Options) withDefaults() (Options, error) {
 		o.OnlineName = d.OnlineName
 	}
 	o.Limits = o.Limits.withDefaults()
+	if o.LiveTTL == 0 {
+		o.LiveTTL = d.LiveTTL
+	}
 	return o, nil
 }
 
@@ -170,6 +224,8 @@ func (o Options) withDefaults() (Options, error) {
 type Index struct {
 	emb     Embedder
 	opts    Options
+	vs      versionStore
+	vc      *versionCache
 	colls   map[string]*Collection
 	order   []string
 	hybrids map[string]*hybridColl
@@ -179,14 +235,18 @@ type Index struct {
 	walMu sync.Mutex
 }
 
-// New checks the configuration and ensures every collection exists in the
-// vector store with the model's dims.
+// New checks the configuration and makes every collection usable (see
+// open).
 func New(ctx context.Context, emb Embedder, opts Options) (*Index, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	x := &Index{emb: emb, opts: opts, colls: map[string]*Collection{}, hybrids: map[string]*hybridColl{}}
+	vs, ok := opts.Vectors.(versionStore)
+	if !ok {
+		return nil, fmt.Errorf("%w: the vector store (%T) does not keep collection versions", ErrInvalid, opts.Vectors)
+	}
+	x := &Index{emb: emb, opts: opts, vs: vs, vc: newVersionCache(opts.LiveTTL), colls: map[string]*Collection{}, hybrids: map[string]*hybridColl{}}
 	for i, cc := range opts.Collections {
 		if err := validCollectionName(cc.Name); err != nil {
 			return nil, fmt.Errorf("collections[%d]: %w", i, err)
@@ -198,10 +258,12 @@ func New(ctx context.Context, emb Embedder, opts Options) (*Index, error) {
 		if err != nil {
 			return nil, fmt.Errorf("collection %q: %w", cc.Name, err)
 		}
-		if err := opts.Vectors.EnsureCollection(ctx, cc.Name, m.Dims); err != nil {
-			return nil, fmt.Errorf("collection %q: %s: %w", cc.Name, opts.VectorsName, err)
+		c := &Collection{Name: cc.Name, Model: cc.Model, ModelVersion: m.Version, Dims: m.Dims}
+		x.learnModel(m.Version, cc.Model)
+		if err := x.open(ctx, c); err != nil {
+			return nil, fmt.Errorf("collection %q: %w", cc.Name, err)
 		}
-		x.colls[cc.Name] = &Collection{Name: cc.Name, Model: cc.Model, ModelVersion: m.Version, Dims: m.Dims}
+		x.colls[cc.Name] = c
 		x.order = append(x.order, cc.Name)
 	}
 	for _, hc := range opts.Hybrid {
@@ -210,6 +272,39 @@ func New(ctx context.Context, emb Embedder, opts Options) (*Index, error) {
 		}
 	}
 	return x, nil
+}
+
+// open makes c usable. A collection without versions gets DefaultVersion
+// bound to the configured model, and the alias. One that has a live
+// version keeps it: when that version is bound to another model version
+// than the configured model's, New logs it; text searches then embed with
+// the bound model and upserts are refused (ErrModelMismatch) until the
+// configuration names a model of the bound version.
+func (x *Index) open(ctx context.Context, c *Collection) error {
+	_, err := x.vs.ListVersions(ctx, c.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		err = x.vs.CreateVersion(ctx, c.Name, store.DefaultVersion, c.Dims, c.ModelVersion)
+	}
+	if err == nil {
+		if _, lerr := x.vs.LiveVersion(ctx, c.Name); errors.Is(lerr, store.ErrNotFound) {
+			err = x.opts.Vectors.EnsureCollection(ctx, c.Name, c.Dims)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", x.opts.VectorsName, err)
+	}
+	t, err := x.live(ctx, c)
+	if err != nil {
+		return err
+	}
+	if t.Bound {
+		c.openedBinding = t.ModelVersion
+	}
+	if t.Bound && t.ModelVersion != c.ModelVersion {
+		x.opts.Logger.Warn("index: the live version of a collection is bound to another model than the configured one; upserts are refused until the configuration names the bound model",
+			"collection", c.Name, "version", t.Version, "bound_model_version", t.ModelVersion, "bound_model", t.Model, "configured_model", c.Model, "configured_model_version", c.ModelVersion)
+	}
+	return nil
 }
 
 func validCollectionName(name string) error {
@@ -224,11 +319,21 @@ func validCollectionName(name string) error {
 	return nil
 }
 
-// Collections lists the configured collections, the default first.
+// Collections lists the configured collections, the default first, each
+// with the model, model version and dims of its live version as last
+// resolved (at most Options.LiveTTL old while requests flow); Model is ""
+// when no model of the bound version is known.
 func (x *Index) Collections() []Collection {
 	out := make([]Collection, 0, len(x.order))
 	for _, n := range x.order {
-		out = append(out, *x.colls[n])
+		c := *x.colls[n]
+		x.vc.mu.Lock()
+		t, ok := x.vc.live[n]
+		x.vc.mu.Unlock()
+		if ok {
+			c.Model, c.ModelVersion, c.Dims = t.Model, t.ModelVersion, t.Dims
+		}
+		out = append(out, c)
 	}
 	for _, hc := range x.opts.Hybrid {
 		h := x.hybrids[hc.Name]
@@ -257,5 +362,6 @@ func (x *Index) collection(name string) (*Collection, error) {
 	return c, nil
 }
 
-// OnlineID is the online-store id of a record.
-func OnlineID(collection, id string) string { return collection + "/" + id }
+// OnlineID is the online-store id of a record of collection's
+// DefaultVersion; see OnlineKey for any version.
+func OnlineID(collection, id string) string { return OnlineKey(collection, store.DefaultVersion, id) }

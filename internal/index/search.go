@@ -39,35 +39,52 @@ type Hit struct {
 
 // SearchResult holds hits best first (score descending, ties by id).
 type SearchResult struct {
-	Collection   string
+	Collection string
+	// Version is the collection version searched ("" for a hybrid
+	// collection).
+	Version      string
 	ModelVersion string
 	Hits         []Hit
 	Rescored     bool
 }
 
-// Search answers q.
+// Search answers q on the live version of its collection (a hybrid
+// collection is not versioned); a text query is embedded with that
+// version's bound model.
 func (x *Index) Search(ctx context.Context, q Query) (*SearchResult, error) {
-	h := x.hybrids[q.Collection]
-	var c *Collection
-	var err error
-	if h != nil {
+	if h := x.hybrids[q.Collection]; h != nil {
 		// Query vectors are validated against the base's dims.
-		c = &Collection{Name: h.cfg.Name, Model: h.base.Model, ModelVersion: h.base.ModelVersion, Dims: h.base.Dims}
-	} else if c, err = x.collection(q.Collection); err != nil {
-		return nil, err
+		t := target{Collection: Collection{Name: h.cfg.Name, Model: h.base.Model, ModelVersion: h.base.ModelVersion, Dims: h.base.Dims}}
+		if err := x.opts.Limits.checkQuery(&t.Collection, true, q); err != nil {
+			return nil, err
+		}
+		vec, err := x.hybridQuery(ctx, h, q)
+		if err != nil {
+			return nil, err
+		}
+		return x.search(ctx, t, q, vec)
 	}
-	if err := x.opts.Limits.checkQuery(c, h != nil, q); err != nil {
-		return nil, err
-	}
-	var vec []float32
-	if h != nil {
-		vec, err = x.hybridQuery(ctx, h, q)
-	} else {
-		vec, err = x.queryVector(ctx, c, q)
-	}
+	c, err := x.collection(q.Collection)
 	if err != nil {
 		return nil, err
 	}
+	var res *SearchResult
+	err = x.withLive(ctx, c, func(t target) error {
+		if err := x.opts.Limits.checkQuery(&t.Collection, false, q); err != nil {
+			return err
+		}
+		vec, err := x.queryVector(ctx, t, q)
+		if err == nil {
+			res, err = x.search(ctx, t, q, vec)
+		}
+		return err
+	})
+	return res, err
+}
+
+// search runs the vector search of q with vec on t (its version; a hybrid
+// collection's when t.Version is "") and builds the result.
+func (x *Index) search(ctx context.Context, t target, q Query, vec []float32) (*SearchResult, error) {
 	k := q.TopK
 	if q.ID != "" {
 		k++ // the item itself is dropped below
@@ -76,17 +93,24 @@ func (x *Index) Search(ctx context.Context, q Query) (*SearchResult, error) {
 	if q.Rescore {
 		fetch = min(k*cmp.Or(q.Oversample, x.opts.Limits.DefaultOversample), store.MaxTopK)
 	}
-	hits, err := x.opts.Vectors.Search(ctx, store.SearchRequest{Collection: c.Name, Vector: vec, TopK: fetch, Filter: q.Filter})
+	req := store.SearchRequest{Collection: t.Name, Vector: vec, TopK: fetch, Filter: q.Filter}
+	var hits []store.Hit
+	var err error
+	if t.Version == "" {
+		hits, err = x.opts.Vectors.Search(ctx, req)
+	} else {
+		hits, err = x.vs.SearchVersion(ctx, t.Name, t.Version, req)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
 	}
 	if q.ID != "" {
 		hits = slices.DeleteFunc(hits, func(h store.Hit) bool { return h.ID == q.ID })
 	}
-	res := &SearchResult{Collection: c.Name, ModelVersion: c.ModelVersion}
+	res := &SearchResult{Collection: t.Name, Version: t.Version, ModelVersion: t.ModelVersion}
 	var vectors map[string][]float32
 	if q.Rescore || q.IncludeVectors {
-		if vectors, err = x.fetchVectors(ctx, c.Name, hits); err != nil {
+		if vectors, err = x.fetchVectors(ctx, t, hits); err != nil {
 			return nil, err
 		}
 	}
@@ -123,30 +147,36 @@ func rescore(vec []float32, hits []store.Hit, vectors map[string][]float32) []st
 	return hits
 }
 
-// queryVector returns the vector q searches c with: its own, the stored
-// one of its id, or the embedding of its text.
-func (x *Index) queryVector(ctx context.Context, c *Collection, q Query) ([]float32, error) {
+// queryVector returns the vector q searches t with: its own, the stored
+// one of its id, or the embedding of its text by t's bound model.
+func (x *Index) queryVector(ctx context.Context, t target, q Query) ([]float32, error) {
 	switch {
 	case len(q.Vector) > 0:
 		return q.Vector, nil
 	case q.ID != "":
-		recs, err := x.opts.Vectors.Get(ctx, c.Name, []string{q.ID})
+		recs, err := x.vs.GetVersion(ctx, t.Name, t.Version, []string{q.ID})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
 		}
 		if len(recs) == 0 {
-			return nil, fmt.Errorf("%w: id %q in collection %q", ErrNotFound, q.ID, c.Name)
+			return nil, fmt.Errorf("%w: id %q in collection %q", ErrNotFound, q.ID, t.Name)
 		}
 		return recs[0].Vector, nil
 	}
-	res, err := x.emb.Embed(ctx, c.Model, []string{q.Text}, engine.EmbedOptions{Truncate: q.Truncate})
+	model, err := t.embedModel("search with a vector")
+	if err != nil {
+		return nil, err
+	}
+	res, err := x.emb.Embed(ctx, model, []string{q.Text}, engine.EmbedOptions{Truncate: q.Truncate})
 	if err != nil {
 		return nil, err
 	}
 	return res.Vectors[0], nil
 }
 
-func (x *Index) fetchVectors(ctx context.Context, coll string, hits []store.Hit) (map[string][]float32, error) {
+// fetchVectors reads the stored vectors of hits from t (its version; a
+// hybrid collection's when t.Version is "").
+func (x *Index) fetchVectors(ctx context.Context, t target, hits []store.Hit) (map[string][]float32, error) {
 	if len(hits) == 0 {
 		return nil, nil
 	}
@@ -154,7 +184,13 @@ func (x *Index) fetchVectors(ctx context.Context, coll string, hits []store.Hit)
 	for i, h := range hits {
 		ids[i] = h.ID
 	}
-	recs, err := x.opts.Vectors.Get(ctx, coll, ids)
+	var recs []store.Record
+	var err error
+	if t.Version == "" {
+		recs, err = x.opts.Vectors.Get(ctx, t.Name, ids)
+	} else {
+		recs, err = x.vs.GetVersion(ctx, t.Name, t.Version, ids)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
 	}

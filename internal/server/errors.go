@@ -56,7 +56,7 @@ func toStatus(err error, o *Options) error {
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, service.ErrUnavailable):
 		// The message names the store ("redis: store: unavailable: ...").
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, index.ErrNoFeatures), errors.Is(err, errMonitorOff):
+	case errors.Is(err, index.ErrNoFeatures), errors.Is(err, errMonitorOff), errors.Is(err, index.ErrModelMismatch):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, manifest.ErrMissing), errors.Is(err, manifest.ErrChecksum):
 		return status.Error(codes.FailedPrecondition, err.Error())

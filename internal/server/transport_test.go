@@ -248,6 +248,7 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("redis: %w: dial", store.ErrUnavailable), codes.Unavailable, "redis: store: unavailable: dial"},
 		{service.ErrUnavailable, codes.Unavailable, service.ErrUnavailable.Error()},
 		{index.ErrNoFeatures, codes.FailedPrecondition, index.ErrNoFeatures.Error()},
+		{fmt.Errorf("%w: collection %q version %q", index.ErrModelMismatch, "docs", "v2"), codes.FailedPrecondition, `collection "docs" version "v2"`},
 		{manifest.ErrMissing, codes.FailedPrecondition, manifest.ErrMissing.Error()},
 		{manifest.ErrChecksum, codes.FailedPrecondition, manifest.ErrChecksum.Error()},
 		{status.Error(codes.Aborted, "core said so"), codes.Aborted, "core said so"},

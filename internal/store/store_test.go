@@ -91,3 +91,24 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+func TestCheckVersion(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want string // "" for valid
+	}{
+		{"v1", ""},
+		{"2024-06-01_all.minilm", ""},
+		{strings.Repeat("v", MaxVersionBytes), ""},
+		{"", "0 bytes"},
+		{strings.Repeat("v", MaxVersionBytes+1), "65 bytes"},
+		{"v/2", `byte 1 ('/')`},
+		{"v 2", `byte 1 (' ')`},
+		{"vé", "byte 1"},
+	} {
+		err := CheckVersion(tc.v)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckVersion(%q) = %v; want %q", tc.v, err, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -80,4 +81,34 @@ type Versioned interface {
 	SwapAlias(ctx context.Context, logical, version string) error
 	// DropVersion removes a version that is not live.
 	DropVersion(ctx context.Context, logical, version string) error
+}
+
+// CheckVersion checks a version name: 1 to MaxVersionBytes bytes of
+// [A-Za-z0-9_.-]. The error says which byte breaks the rule.
+func CheckVersion(v string) error {
+	if v == "" || len(v) > MaxVersionBytes {
+		return fmt.Errorf("version %q is %d bytes; want 1 to %d", v, len(v), MaxVersionBytes)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c == '_' || c == '.' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return fmt.Errorf("version %q: byte %d (%q) is not one of [A-Za-z0-9_.-]", v, i, c)
+		}
+	}
+	return nil
+}
+
+// VersionReader is implemented by the Versioned stores (Milvus and
+// embedded) beside Versioned: what internal/index needs to read one
+// version consistently while the alias may move. A search whose query was
+// embedded with the live version's model must run on that version, not on
+// whatever the alias points at a moment later.
+type VersionReader interface {
+	// LiveVersion returns the version logical's alias points at, without
+	// Count (zero); ErrNotFound when logical has no alias. It reads the
+	// alias afresh (no cache).
+	LiveVersion(ctx context.Context, logical string) (VersionInfo, error)
+	// SearchVersion is Vectors.Search on logical's version (ErrNotFound
+	// when it does not exist).
+	SearchVersion(ctx context.Context, logical, version string, req SearchRequest) ([]Hit, error)
 }

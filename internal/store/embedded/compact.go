@@ -80,13 +80,13 @@ func (s *Store) compactLocked() error {
 }
 
 // liveEntries calls emit with the entries that rebuild the live state:
-// each collection (in name order) with its records (in id order, 1024 an
-// entry), then each unexpired entity; expired ones are dropped from
-// memory.
+// each version (in key order, with its binding, creation time and whether
+// it is live) with its records (in id order, 1024 an entry), then each
+// unexpired entity; expired ones are dropped from memory.
 func (s *Store) liveEntries(emit func(*enc) error) error {
 	for _, name := range slices.Sorted(maps.Keys(s.colls)) {
 		c := s.colls[name]
-		if err := emit(encodeColl(name, c.dims)); err != nil {
+		if err := emit(encodeVersion(c, s.alias[c.logical] == c.version)); err != nil {
 			return err
 		}
 		ids := slices.Sorted(maps.Keys(c.recs))

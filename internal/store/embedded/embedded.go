@@ -62,6 +62,14 @@
 // store's own bound is the log's entry size: a batch whose entry would
 // exceed 1 GiB is store.ErrInvalid, as the replay could not read it back.
 //
+// Versions (store.Versioned, versions.go): every version of a logical
+// collection is a collection of its own, with its binding (model version)
+// and creation time, and an alias table names each logical collection's
+// live version; both are log entries, rebuilt by compaction. A log written
+// before versions opens with each collection as version DefaultVersion,
+// live and unbound. Collection names may not hold NUL (it separates name
+// and version in a version's key).
+//
 // Online entities live in memory and on the same log; a TTL is stored as an
 // absolute expiry, checked on read and dropped by compaction.
 //
@@ -157,7 +165,13 @@ type record struct {
 	meta map[string]any
 }
 
+// collection is one version of a logical collection (a physical
+// collection), kept in Store.colls under versionKey(logical, version).
 type collection struct {
+	logical, version string
+	model            string    // the model version it is bound to; "" unbound
+	created          time.Time // zero for a collection of a log written before versions
+
 	dims  int
 	recs  map[string]*record
 	g     *graph   // nil while the collection is small
@@ -185,7 +199,8 @@ type Store struct {
 
 	// mu guards everything below it up to snapMu.
 	mu        sync.RWMutex
-	colls     map[string]*collection
+	colls     map[string]*collection // by versionKey
+	alias     map[string]string      // logical name -> its live version
 	ents      map[string]*entity
 	log       *os.File
 	pos       logPos // end of the log
@@ -250,7 +265,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	s := &Store{
-		opts: opts, logger: logger, colls: map[string]*collection{}, ents: map[string]*entity{},
+		opts: opts, logger: logger, colls: map[string]*collection{}, alias: map[string]string{}, ents: map[string]*entity{},
 		snapState: map[string]error{}, marks: map[string]snapMark{},
 	}
 	start := opts.Now()

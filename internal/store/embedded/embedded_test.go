@@ -42,6 +42,20 @@ func TestVectorsConformanceHNSW(t *testing.T) {
 	})
 }
 
+// TestVersionsConformance runs the versions suite; a restart is Close and
+// Open on the same directory.
+func TestVersionsConformance(t *testing.T) {
+	storetest.TestVersions(t,
+		func(t *testing.T) storetest.Versioned { return openT(t, t.TempDir(), nil) },
+		func(t *testing.T, s storetest.Versioned) storetest.Versioned {
+			old := s.(*Store)
+			if err := old.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return openT(t, old.opts.Dir, nil)
+		})
+}
+
 func TestOnlineConformance(t *testing.T) {
 	storetest.TestOnline(t, func(t *testing.T) store.Online { return openT(t, t.TempDir(), nil) })
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/embedd/embedd/internal/store"
 	"github.com/embedd/embedd/internal/store/framelog"
@@ -38,13 +39,20 @@ const (
 	logName   = "embedd.log"
 	logMagic  = "EMBEDDL1"
 	maxEntry  = 1 << 30
-	opColl    = 1 // name, dims
-	opUpsert  = 2 // coll, n, n*(id, dims*f32, meta, mv, unix nanos)
+	opColl    = 1 // name, dims (before versions: version DefaultVersion, unbound, made live if nothing is)
+	opUpsert  = 2 // coll, n, n*(id, dims*f32, meta, mv, unix nanos) (before text hashes)
 	opDelete  = 3 // coll, n, n*id
 	opEntSet  = 4 // n, n*(id, emb, scale, mv, ts ms, expire unix nanos or 0, nf, nf*(name, f64))
 	opEntDel  = 5 // n, n*id
+	opVersion = 6 // logical, version, dims, model version, created unix nanos or 0, live byte (0 or 1)
+	opAlias   = 7 // logical, version
+	opDrop    = 8 // logical, version
+	opUpsertH = 9 // as opUpsert, each record followed by its text hash
 	entryHead = framelog.HeaderSize
 )
+
+// A "coll" in an entry is a version's key (versionKey); a log written
+// before versions names collections whose key is their name.
 
 // crcTable is the CRC-32C of the snapshot format (the log's frames are
 // framelog's).
@@ -82,9 +90,38 @@ func encodeColl(name string, dims int) *enc {
 	return e
 }
 
+func encodeVersion(c *collection, live bool) *enc {
+	e := &enc{}
+	e.byte(opVersion)
+	e.str(c.logical)
+	e.str(c.version)
+	e.uvarint(uint64(c.dims))
+	e.str(c.model)
+	e.varint(unixNanos(c.created))
+	e.byte(map[bool]byte{false: 0, true: 1}[live])
+	return e
+}
+
+// unixNanos is t in unix nanoseconds, 0 for the zero time.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// encodeAliasOp is opAlias or opDrop of logical's version.
+func encodeAliasOp(op byte, logical, version string) *enc {
+	e := &enc{}
+	e.byte(op)
+	e.str(logical)
+	e.str(version)
+	return e
+}
+
 func encodeUpsert(coll string, dims int, recs []store.Record) *enc {
-	e := &enc{b: make([]byte, 0, len(recs)*(dims*4+64))}
-	e.byte(opUpsert)
+	e := &enc{b: make([]byte, 0, len(recs)*(dims*4+96))}
+	e.byte(opUpsertH)
 	e.str(coll)
 	e.uvarint(uint64(len(recs)))
 	for _, r := range recs {
@@ -93,6 +130,7 @@ func encodeUpsert(coll string, dims int, recs []store.Record) *enc {
 		e.bytes(r.Metadata)
 		e.str(r.ModelVersion)
 		e.varint(r.UpdatedAt.UnixNano())
+		e.str(r.TextHash)
 	}
 	return e
 }

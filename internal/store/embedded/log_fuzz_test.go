@@ -68,6 +68,12 @@ func fuzzLog(f *testing.F) []byte {
 			{ID: "b", Vector: []float32{0, 2, 0}, UpdatedAt: ts},
 		}),
 		s.Delete(ctx, "c", []string{"b", "zz"}),
+		s.CreateVersion(ctx, "c", "v2", 2, "m@2"),
+		s.UpsertVersion(ctx, "c", "v2", []store.Record{{ID: "a", Vector: []float32{0.5, 1}, ModelVersion: "m@2", TextHash: "0123abcd", UpdatedAt: ts}}),
+		s.CreateVersion(ctx, "c", "v3", 3, "m@3"),
+		s.SwapAlias(ctx, "c", "v2"),
+		s.DropVersion(ctx, "c", "v1"),
+		s.DropVersion(ctx, "c", "v3"),
 		s.SetEntities(ctx, []store.Entity{{ID: "c/a", Embedding: []int8{-128, 3, 127}, Scale: 0.5, ModelVersion: "m@1", UpdatedAt: ts, Features: map[string]float64{"x": 1, "y": -2}}}, time.Hour),
 		s.SetEntities(ctx, []store.Entity{{ID: "e2", UpdatedAt: ts}}, 0),
 		s.DeleteEntities(ctx, []string{"e2"}),
@@ -121,8 +127,9 @@ func reseal(log []byte) []byte {
 func memStore() *Store {
 	o := fuzzOptions("")
 	return &Store{
-		opts: o, logger: o.Logger, colls: map[string]*collection{"c": {dims: 3, recs: map[string]*record{}}},
-		ents: map[string]*entity{}, snapState: map[string]error{}, marks: map[string]snapMark{},
+		opts: o, logger: o.Logger, colls: map[string]*collection{"c": {logical: "c", version: store.DefaultVersion, dims: 3, recs: map[string]*record{}}},
+		alias: map[string]string{"c": store.DefaultVersion},
+		ents:  map[string]*entity{}, snapState: map[string]error{}, marks: map[string]snapMark{},
 	}
 }
 
@@ -132,11 +139,14 @@ func dump(s *Store) string {
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(s.colls)) {
 		c := s.colls[name]
-		fmt.Fprintf(&b, "collection %q dims %d\n", name, c.dims)
+		fmt.Fprintf(&b, "collection %q (%q version %q) dims %d model %q created %d\n", name, c.logical, c.version, c.dims, c.model, unixNanos(c.created))
 		for _, id := range slices.Sorted(maps.Keys(c.recs)) {
 			r := c.recs[id]
-			fmt.Fprintf(&b, "  record %q vector %x meta %q model %q at %d\n", r.ID, f32bits(r.Vector), r.Metadata, r.ModelVersion, r.UpdatedAt.UnixNano())
+			fmt.Fprintf(&b, "  record %q vector %x meta %q model %q at %d hash %q\n", r.ID, f32bits(r.Vector), r.Metadata, r.ModelVersion, r.UpdatedAt.UnixNano(), r.TextHash)
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.alias)) {
+		fmt.Fprintf(&b, "alias %q -> %q\n", name, s.alias[name])
 	}
 	now := fuzzNow.UnixNano()
 	for _, id := range slices.Sorted(maps.Keys(s.ents)) {
@@ -190,6 +200,9 @@ func FuzzLogApply(f *testing.F) {
 	}
 	f.Add([]byte{opUpsert, 1, 'c', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}) // 2^63-1 records
 	f.Add([]byte{opColl, 1, 'd', 0xff, 0xff, 0xff, 0xff, 0x0f})                           // 2^32-1 dims
+	f.Add([]byte{opVersion, 1, 'c', 2, 'v', '2', 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 1})  // 2^32-1 dims
+	f.Add([]byte{opDrop, 1, 'c', 2, 'v', '1'})                                            // the live version
+	f.Add([]byte{opAlias, 1, 'c', 2, 'v', '9'})                                           // a missing version
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var s *Store
 		var err error

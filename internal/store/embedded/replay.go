@@ -103,8 +103,12 @@ func (s *Store) apply(p []byte) error {
 	switch d.byte() {
 	case opColl:
 		s.applyColl(d)
-	case opUpsert:
-		return s.applyUpsert(d)
+	case opVersion:
+		return s.applyVersion(d)
+	case opAlias, opDrop:
+		return s.applyAlias(p[0], d)
+	case opUpsert, opUpsertH:
+		return s.applyUpsert(d, p[0] == opUpsertH)
 	case opDelete:
 		s.applyDelete(d)
 	case opEntSet:
@@ -121,6 +125,8 @@ func (s *Store) apply(p []byte) error {
 	return d.err
 }
 
+// applyColl is a collection of a log written before versions: version
+// DefaultVersion of the logical name, unbound, live unless another is.
 func (s *Store) applyColl(d *dec) {
 	name, dims := d.str(), d.uvarint()
 	if d.err == nil && (dims < 1 || dims > store.MaxDims) {
@@ -130,13 +136,67 @@ func (s *Store) applyColl(d *dec) {
 		return
 	}
 	if _, ok := s.colls[name]; !ok {
-		c := &collection{dims: int(dims), recs: map[string]*record{}}
-		c.deferGraph = slices.ContainsFunc(s.pending, func(p *pendingSnap) bool { return p.h.name == name })
-		s.colls[name] = c
+		s.addColl(&collection{logical: name, version: store.DefaultVersion, dims: int(dims)})
+	}
+	if _, ok := s.alias[name]; !ok {
+		s.alias[name] = store.DefaultVersion
 	}
 }
 
-func (s *Store) applyUpsert(d *dec) error {
+// addColl installs a new version c.
+func (s *Store) addColl(c *collection) {
+	key := versionKey(c.logical, c.version)
+	c.recs = map[string]*record{}
+	c.deferGraph = slices.ContainsFunc(s.pending, func(p *pendingSnap) bool { return p.h.name == key })
+	s.colls[key] = c
+}
+
+// applyVersion creates a version (an existing one must be the same), and
+// makes it live when the entry says so.
+func (s *Store) applyVersion(d *dec) error {
+	c := &collection{logical: d.str(), version: d.str()}
+	dims := d.uvarint()
+	c.model = d.str()
+	if ns := d.varint(); ns != 0 {
+		c.created = time.Unix(0, ns).UTC()
+	}
+	live := d.byte()
+	if d.err != nil || dims < 1 || dims > store.MaxDims || live > 1 || store.CheckVersion(c.version) != nil {
+		return errShort
+	}
+	c.dims = int(dims)
+	if old := s.colls[versionKey(c.logical, c.version)]; old == nil {
+		s.addColl(c)
+	} else if old.logical != c.logical || old.version != c.version || old.dims != c.dims || old.model != c.model {
+		return errShort // the writer checks this
+	}
+	if live == 1 {
+		s.alias[c.logical] = c.version
+	}
+	return nil
+}
+
+// applyAlias points a logical name at an existing version (opAlias) or
+// drops a version that is not live (opDrop).
+func (s *Store) applyAlias(op byte, d *dec) error {
+	logical, version := d.str(), d.str()
+	key := versionKey(logical, version)
+	c := s.colls[key]
+	if d.err != nil || c == nil || c.logical != logical || c.version != version {
+		return errShort // the writer checks this
+	}
+	if op == opAlias {
+		s.alias[logical] = version
+		return nil
+	}
+	if s.alias[logical] == version {
+		return errShort
+	}
+	s.forgetColl(key)
+	return nil
+}
+
+func (s *Store) applyUpsert(d *dec, hashes bool) error {
 	c := s.colls[d.str()]
 	n := d.uvarint()
 	if c == nil {
@@ -148,6 +208,9 @@ func (s *Store) applyUpsert(d *dec) error {
 		d.f32s(r.Vector)
 		r.Metadata, r.ModelVersion = d.bytes(), d.str()
 		r.UpdatedAt = time.Unix(0, d.varint()).UTC()
+		if hashes {
+			r.TextHash = d.str()
+		}
 		recs = append(recs, r)
 	}
 	if d.err == nil {

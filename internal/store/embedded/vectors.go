@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/embedd/embedd/internal/store"
 )
@@ -63,37 +64,65 @@ func (s *Store) afterWrite() error {
 	return s.compactLocked()
 }
 
-// EnsureCollection implements store.Vectors.
+// EnsureCollection implements store.Vectors: without an alias, name gets
+// version DefaultVersion (created unbound unless it exists) and the alias.
 func (s *Store) EnsureCollection(ctx context.Context, name string, dims int) error {
-	if err := store.CheckID(name); err != nil {
-		return fmt.Errorf("%w: collection name %w", store.ErrInvalid, err)
-	}
-	if dims < 1 || dims > store.MaxDims {
-		return fmt.Errorf("%w: dims %d out of range [1, %d]", store.ErrInvalid, dims, store.MaxDims)
+	if err := checkCollName(name, dims); err != nil {
+		return err
 	}
 	return s.update(ctx, func() (*enc, func(), error) {
-		if c, ok := s.colls[name]; ok {
+		if c, err := s.coll(name); err == nil {
 			if c.dims != dims {
 				return nil, nil, fmt.Errorf("%w: collection %q has %d dimensions; asked for %d", store.ErrInvalid, name, c.dims, dims)
 			}
 			return nil, nil, nil
 		}
-		return encodeColl(name, dims), func() { s.colls[name] = &collection{dims: dims, recs: map[string]*record{}} }, nil
+		v := store.DefaultVersion
+		if c := s.colls[versionKey(name, v)]; c != nil {
+			if err := c.matches(name, v, dims, "", false); err != nil {
+				return nil, nil, err
+			}
+			return encodeAliasOp(opAlias, name, v), func() { s.alias[name] = v }, nil
+		}
+		c := &collection{logical: name, version: v, dims: dims, created: s.opts.Now().UTC()}
+		return encodeVersion(c, true), func() { s.addColl(c); s.alias[name] = v }, nil
 	})
 }
 
+// checkCollName checks a logical name and dims: a name is a record id
+// (store.CheckID) without NUL, which separates it from the version in a
+// version's key.
+func checkCollName(name string, dims int) error {
+	if err := store.CheckID(name); err != nil {
+		return fmt.Errorf("%w: collection name %w", store.ErrInvalid, err)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("%w: collection name %q holds a NUL byte", store.ErrInvalid, name)
+	}
+	if dims < 1 || dims > store.MaxDims {
+		return fmt.Errorf("%w: dims %d out of range [1, %d]", store.ErrInvalid, dims, store.MaxDims)
+	}
+	return nil
+}
+
+// coll returns the live version of logical name. Callers hold s.mu.
 func (s *Store) coll(name string) (*collection, error) {
-	c, ok := s.colls[name]
+	v, ok := s.alias[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: collection %q", store.ErrNotFound, name)
 	}
-	return c, nil
+	return s.colls[versionKey(name, v)], nil
 }
 
 // Upsert implements store.Vectors.
-func (s *Store) Upsert(ctx context.Context, collection string, recs []store.Record) error {
+func (s *Store) Upsert(ctx context.Context, name string, recs []store.Record) error {
+	return s.upsert(ctx, func() (*collection, error) { return s.coll(name) }, recs)
+}
+
+// upsert writes recs into the collection that find returns under the lock.
+func (s *Store) upsert(ctx context.Context, find func() (*collection, error), recs []store.Record) error {
 	return s.update(ctx, func() (*enc, func(), error) {
-		c, err := s.coll(collection)
+		c, err := find()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -103,9 +132,9 @@ func (s *Store) Upsert(ctx context.Context, collection string, recs []store.Reco
 		// Copy so the caller may reuse its slices.
 		own := make([]store.Record, len(recs))
 		for i, r := range recs {
-			own[i] = store.Record{ID: r.ID, Vector: slices.Clone(r.Vector), Metadata: slices.Clone(r.Metadata), ModelVersion: r.ModelVersion, UpdatedAt: r.UpdatedAt}
+			own[i] = cloneRecord(r, true)
 		}
-		return encodeUpsert(collection, c.dims, own), func() {
+		return encodeUpsert(versionKey(c.logical, c.version), c.dims, own), func() {
 			s.upsertMem(c, own)
 			if s.kick != nil && s.snapshotDue(c) {
 				select {
@@ -115,6 +144,15 @@ func (s *Store) Upsert(ctx context.Context, collection string, recs []store.Reco
 			}
 		}, nil
 	})
+}
+
+// cloneRecord copies r, with its vector when vector is set.
+func cloneRecord(r store.Record, vector bool) store.Record {
+	out := store.Record{ID: r.ID, Metadata: slices.Clone(r.Metadata), ModelVersion: r.ModelVersion, TextHash: r.TextHash, UpdatedAt: r.UpdatedAt}
+	if vector {
+		out.Vector = slices.Clone(r.Vector)
+	}
+	return out
 }
 
 // view runs read under the read lock on an open store; reads run in
@@ -129,20 +167,24 @@ func (s *Store) view(ctx context.Context, read func() error) error {
 }
 
 // Get implements store.Vectors.
-func (s *Store) Get(ctx context.Context, collection string, ids []string) ([]store.Record, error) {
+func (s *Store) Get(ctx context.Context, name string, ids []string) ([]store.Record, error) {
+	return s.get(ctx, func() (*collection, error) { return s.coll(name) }, ids)
+}
+
+func (s *Store) get(ctx context.Context, find func() (*collection, error), ids []string) ([]store.Record, error) {
 	if err := store.CheckIDs(ids); err != nil {
 		return nil, err
 	}
 	var out []store.Record
 	err := s.view(ctx, func() error {
-		c, err := s.coll(collection)
+		c, err := find()
 		if err != nil {
 			return err
 		}
 		out = make([]store.Record, 0, len(ids))
 		for _, id := range ids {
 			if r := c.recs[id]; r != nil {
-				out = append(out, store.Record{ID: r.ID, Vector: slices.Clone(r.Vector), Metadata: slices.Clone(r.Metadata), ModelVersion: r.ModelVersion, UpdatedAt: r.UpdatedAt})
+				out = append(out, cloneRecord(r.Record, true))
 			}
 		}
 		return nil
@@ -151,16 +193,21 @@ func (s *Store) Get(ctx context.Context, collection string, ids []string) ([]sto
 }
 
 // Delete implements store.Vectors.
-func (s *Store) Delete(ctx context.Context, collection string, ids []string) error {
+func (s *Store) Delete(ctx context.Context, name string, ids []string) error {
+	return s.delete(ctx, func() (*collection, error) { return s.coll(name) }, ids)
+}
+
+func (s *Store) delete(ctx context.Context, find func() (*collection, error), ids []string) error {
 	if err := store.CheckIDs(ids); err != nil {
 		return err
 	}
 	return s.update(ctx, func() (*enc, func(), error) {
-		c, err := s.coll(collection)
+		c, err := find()
 		if err != nil {
 			return nil, nil, err
 		}
-		return encodeDelete(&collection, ids), func() {
+		key := versionKey(c.logical, c.version)
+		return encodeDelete(&key, ids), func() {
 			for _, id := range ids {
 				s.deleteMem(c, id)
 			}
@@ -171,6 +218,10 @@ func (s *Store) Delete(ctx context.Context, collection string, ids []string) err
 
 // Search implements store.Vectors.
 func (s *Store) Search(ctx context.Context, req store.SearchRequest) ([]store.Hit, error) {
+	return s.searchIn(ctx, func() (*collection, error) { return s.coll(req.Collection) }, req)
+}
+
+func (s *Store) searchIn(ctx context.Context, find func() (*collection, error), req store.SearchRequest) ([]store.Hit, error) {
 	var f filter
 	if req.Filter != "" {
 		var err error
@@ -180,7 +231,7 @@ func (s *Store) Search(ctx context.Context, req store.SearchRequest) ([]store.Hi
 	}
 	var hits []store.Hit
 	err := s.view(ctx, func() error {
-		c, err := s.coll(req.Collection)
+		c, err := find()
 		if err != nil {
 			return err
 		}

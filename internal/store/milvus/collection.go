@@ -63,8 +63,9 @@ func PhysicalName(logical, version string) string {
 }
 
 // EnsureCollection makes name usable: when its alias is absent it creates
-// version Options.DefaultVersion with dims and points the alias at it. An
-// existing collection with other dims is store.ErrInvalid.
+// version Options.DefaultVersion with dims (unbound, unless it exists) and
+// points the alias at it. An existing collection with other dims is
+// store.ErrInvalid.
 func (s *Store) EnsureCollection(ctx context.Context, name string, dims int) error {
 	if err := checkDims(dims); err != nil {
 		return err
@@ -79,7 +80,7 @@ func (s *Store) EnsureCollection(ctx context.Context, name string, dims int) err
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
-	if err := s.CreateVersion(ctx, name, s.opts.DefaultVersion, dims); err != nil {
+	if err := s.createVersion(ctx, name, s.opts.DefaultVersion, dims, "", false); err != nil {
 		return err
 	}
 	return s.SwapAlias(ctx, name, s.opts.DefaultVersion)
@@ -92,42 +93,59 @@ func checkDims(dims int) error {
 	return nil
 }
 
-// CreateVersion creates, indexes and loads the physical collection for
-// logical's version with dims, unless it exists (then its dims must match).
-// The alias is not touched; see SwapAlias.
-func (s *Store) CreateVersion(ctx context.Context, logical, version string, dims int) error {
+// checkVersionName checks a logical name and a version name.
+func checkVersionName(logical, version string) error {
+	if logical == "" {
+		return fmt.Errorf("%w: empty collection name", store.ErrInvalid)
+	}
+	if err := store.CheckVersion(version); err != nil {
+		return fmt.Errorf("%w: collection %q: %w", store.ErrInvalid, logical, err)
+	}
+	return nil
+}
+
+// CreateVersion creates, indexes and loads the physical collection of
+// logical's version with dims, bound to modelVersion, unless it exists
+// (then its dims and model version must match: store.ErrInvalid). The
+// binding and the creation time are kept as collection properties. The
+// alias is not touched; see SwapAlias.
+func (s *Store) CreateVersion(ctx context.Context, logical, version string, dims int, modelVersion string) error {
+	return s.createVersion(ctx, logical, version, dims, modelVersion, true)
+}
+
+func (s *Store) createVersion(ctx context.Context, logical, version string, dims int, model string, checkModel bool) error {
 	if err := checkDims(dims); err != nil {
 		return err
 	}
-	if logical == "" || version == "" {
-		return fmt.Errorf("%w: empty collection name or version", store.ErrInvalid)
+	if err := checkVersionName(logical, version); err != nil {
+		return err
+	}
+	if len(model) > maxModelVersion {
+		return fmt.Errorf("%w: model version is %d bytes; limit %d", store.ErrInvalid, len(model), maxModelVersion)
 	}
 	phys := PhysicalName(logical, version)
 	has, err := s.c.HasCollection(ctx, phys)
 	if err != nil {
 		return s.mapErr(ctx, "has collection "+phys, err)
 	}
-	if has {
-		d, err := s.physicalDims(ctx, phys)
+	if !has {
+		err = s.c.CreateCollection(ctx, newSchema(phys, logical, version, dims), 1, s.createOptions(logical, version, model)...)
+		if err != nil {
+			// Another process may have created it since HasCollection (its
+			// creation time differs, so Milvus calls the request a
+			// duplicate with different parameters): then it must match.
+			if has, herr := s.c.HasCollection(ctx, phys); herr != nil || !has {
+				return s.mapErr(ctx, "create collection "+phys, err)
+			}
+		}
+	}
+	if has || err != nil {
+		p, err := s.describe(ctx, phys, true)
 		if err != nil {
 			return err
 		}
-		if d != dims {
-			return fmt.Errorf("%w: collection %q version %q has %d dimensions; asked for %d", store.ErrInvalid, logical, version, d, dims)
-		}
-	} else {
-		schema := entity.NewSchema().WithName(phys).
-			WithDescription(fmt.Sprintf("embedd %q version %q", logical, version)).
-			WithField(entity.NewField().WithName(fieldID).WithDataType(entity.FieldTypeVarChar).
-				WithIsPrimaryKey(true).WithMaxLength(store.MaxIDBytes)).
-			WithField(entity.NewField().WithName(fieldVector).WithDataType(entity.FieldTypeFloatVector).
-				WithDim(int64(dims))).
-			WithField(entity.NewField().WithName(fieldMetadata).WithDataType(entity.FieldTypeJSON)).
-			WithField(entity.NewField().WithName(fieldModelVersion).WithDataType(entity.FieldTypeVarChar).
-				WithMaxLength(maxModelVersion)).
-			WithField(entity.NewField().WithName(fieldUpdatedAt).WithDataType(entity.FieldTypeInt64))
-		if err := s.c.CreateCollection(ctx, schema, 1, client.WithConsistencyLevel(s.cl)); err != nil {
-			return s.mapErr(ctx, "create collection "+phys, err)
+		if err := p.matches(logical, version, dims, model, checkModel); err != nil {
+			return err
 		}
 	}
 	idx, err := s.index()
@@ -144,7 +162,36 @@ func (s *Store) CreateVersion(ctx context.Context, logical, version string, dims
 	return nil
 }
 
-const maxModelVersion = 256
+func newSchema(phys, logical, version string, dims int) *entity.Schema {
+	return entity.NewSchema().WithName(phys).
+		WithDescription(fmt.Sprintf(legacyDescription, logical, version)).
+		WithField(entity.NewField().WithName(fieldID).WithDataType(entity.FieldTypeVarChar).
+			WithIsPrimaryKey(true).WithMaxLength(store.MaxIDBytes)).
+		WithField(entity.NewField().WithName(fieldVector).WithDataType(entity.FieldTypeFloatVector).
+			WithDim(int64(dims))).
+		WithField(entity.NewField().WithName(fieldMetadata).WithDataType(entity.FieldTypeJSON)).
+		WithField(entity.NewField().WithName(fieldModelVersion).WithDataType(entity.FieldTypeVarChar).
+			WithMaxLength(maxModelVersion)).
+		WithField(entity.NewField().WithName(fieldUpdatedAt).WithDataType(entity.FieldTypeInt64)).
+		WithField(entity.NewField().WithName(fieldTextHash).WithDataType(entity.FieldTypeVarChar).
+			WithMaxLength(maxTextHash))
+}
+
+func (s *Store) createOptions(logical, version, model string) []client.CreateCollectionOption {
+	return []client.CreateCollectionOption{
+		client.WithConsistencyLevel(s.cl),
+		client.WithCollectionProperty(propLogical, logical),
+		client.WithCollectionProperty(propVersion, version),
+		client.WithCollectionProperty(propModel, model),
+		client.WithCollectionProperty(propCreated, strconv.FormatInt(time.Now().UnixMilli(), 10)),
+	}
+}
+
+// Backend bounds of the VarChar fields.
+const (
+	maxModelVersion = 256
+	maxTextHash     = 128
+)
 
 func (s *Store) metric() entity.MetricType {
 	if s.opts.Metric == MetricIP {
@@ -165,133 +212,4 @@ func (s *Store) searchParam(topK int) (entity.SearchParam, error) {
 		return entity.NewIndexIvfSQ8SearchParam(s.opts.IVFNProbe)
 	}
 	return entity.NewIndexHNSWSearchParam(max(s.opts.HNSWEf, topK))
-}
-
-// SwapAlias points logical at its version atomically (creating the alias the
-// first time). The version must exist (store.ErrNotFound otherwise). The old
-// physical collection is kept; drop it with DropVersion.
-func (s *Store) SwapAlias(ctx context.Context, logical, version string) error {
-	phys := PhysicalName(logical, version)
-	has, err := s.c.HasCollection(ctx, phys)
-	if err != nil {
-		return s.mapErr(ctx, "has collection "+phys, err)
-	}
-	if !has {
-		return fmt.Errorf("%w: collection %q version %q", store.ErrNotFound, logical, version)
-	}
-	alias := AliasName(logical)
-	if _, err := s.c.DescribeCollection(ctx, alias); err == nil {
-		err = s.c.AlterAlias(ctx, phys, alias)
-		if err != nil {
-			return s.mapErr(ctx, "alter alias "+alias, err)
-		}
-	} else if err := s.c.CreateAlias(ctx, phys, alias); err != nil {
-		return s.mapErr(ctx, "create alias "+alias, err)
-	}
-	s.mu.Lock()
-	delete(s.live, logical)
-	s.mu.Unlock()
-	return nil
-}
-
-// DropVersion drops logical's version; the live version (the alias target)
-// cannot be dropped (store.ErrInvalid). A missing version is not an error.
-func (s *Store) DropVersion(ctx context.Context, logical, version string) error {
-	phys := PhysicalName(logical, version)
-	if r, err := s.resolve(ctx, logical, true); err == nil && r.physical == phys {
-		return fmt.Errorf("%w: version %q is live for collection %q; swap first", store.ErrInvalid, version, logical)
-	}
-	has, err := s.c.HasCollection(ctx, phys)
-	if err != nil {
-		return s.mapErr(ctx, "has collection "+phys, err)
-	}
-	if !has {
-		return nil
-	}
-	if err := s.c.DropCollection(ctx, phys); err != nil {
-		return s.mapErr(ctx, "drop collection "+phys, err)
-	}
-	return nil
-}
-
-// Drop removes logical entirely: its alias and every physical version
-// created under it. Meant for tests and tooling.
-func (s *Store) Drop(ctx context.Context, logical string) error {
-	alias := AliasName(logical)
-	if _, err := s.c.DescribeCollection(ctx, alias); err == nil {
-		if err := s.c.DropAlias(ctx, alias); err != nil {
-			return s.mapErr(ctx, "drop alias "+alias, err)
-		}
-	}
-	s.mu.Lock()
-	delete(s.live, logical)
-	s.mu.Unlock()
-	colls, err := s.c.ListCollections(ctx)
-	if err != nil {
-		return s.mapErr(ctx, "list collections", err)
-	}
-	prefix := alias + "__"
-	var errs []error
-	for _, c := range colls {
-		if strings.HasPrefix(c.Name, prefix) {
-			if err := s.c.DropCollection(ctx, c.Name); err != nil {
-				errs = append(errs, s.mapErr(ctx, "drop collection "+c.Name, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// resolve maps a logical name to its live physical collection. fresh skips
-// the cache.
-func (s *Store) resolve(ctx context.Context, logical string, fresh bool) (resolved, error) {
-	if logical == "" {
-		return resolved{}, fmt.Errorf("%w: empty collection name", store.ErrInvalid)
-	}
-	if !fresh && s.opts.AliasTTL > 0 {
-		s.mu.Lock()
-		r, ok := s.live[logical]
-		s.mu.Unlock()
-		if ok && time.Since(r.at) < s.opts.AliasTTL {
-			return r, nil
-		}
-	}
-	alias := AliasName(logical)
-	coll, err := s.c.DescribeCollection(ctx, alias)
-	if err != nil {
-		if isNotExist(err) {
-			return resolved{}, fmt.Errorf("%w: collection %q", store.ErrNotFound, logical)
-		}
-		return resolved{}, s.mapErr(ctx, "describe "+alias, err)
-	}
-	d, err := vectorDims(coll.Schema)
-	if err != nil {
-		return resolved{}, fmt.Errorf("collection %q: %w", logical, err)
-	}
-	r := resolved{physical: coll.Name, dims: d, at: time.Now()}
-	s.mu.Lock()
-	s.live[logical] = r
-	s.mu.Unlock()
-	return r, nil
-}
-
-func (s *Store) physicalDims(ctx context.Context, phys string) (int, error) {
-	coll, err := s.c.DescribeCollection(ctx, phys)
-	if err != nil {
-		return 0, s.mapErr(ctx, "describe "+phys, err)
-	}
-	return vectorDims(coll.Schema)
-}
-
-func vectorDims(sch *entity.Schema) (int, error) {
-	for _, f := range sch.Fields {
-		if f.Name == fieldVector {
-			d, err := strconv.Atoi(f.TypeParams[entity.TypeParamDim])
-			if err != nil {
-				return 0, fmt.Errorf("milvus: field %q has dim %q: %w", fieldVector, f.TypeParams[entity.TypeParamDim], err)
-			}
-			return d, nil
-		}
-	}
-	return 0, fmt.Errorf("milvus: collection %q has no %q field; not created by embedd", sch.CollectionName, fieldVector)
 }

@@ -2,11 +2,12 @@
 // through github.com/milvus-io/milvus-sdk-go/v2.
 //
 // Layout: a logical collection ("docs") is an alias that points at one
-// physical collection per model version ("docs__v2"). A new version is
-// created with CreateVersion, filled with UpsertVersion beside the live one,
-// and made live with SwapAlias, which Milvus applies atomically: a search sees
-// either the old or the new collection, never a mix. EnsureCollection creates
-// version DefaultVersion and points the alias at it when the alias is absent.
+// physical collection per version ("docs__v2"); it implements
+// store.Versioned. A new version is created with CreateVersion, filled with
+// UpsertVersion beside the live one, and made live with SwapAlias, which
+// Milvus applies atomically: a search sees either the old or the new
+// collection, never a mix. EnsureCollection creates version DefaultVersion
+// and points the alias at it when the alias is absent.
 //
 // Every physical collection has the fields
 //
@@ -15,6 +16,22 @@
 //	metadata      JSON (an empty Record.Metadata is stored as {})
 //	model_version VarChar(256)
 //	updated_at    Int64, unix milliseconds
+//	text_hash     VarChar(128) (versions created before it existed lack it:
+//	              their records are written and read without TextHash)
+//
+// and the collection properties embedd.collection, embedd.version,
+// embedd.model_version (the binding) and embedd.created_at (unix ms), set
+// at creation (Milvus 2.3 keeps properties with the collection and returns
+// them from DescribeCollection). A collection created before versions were
+// bound has none: it is identified by its description ("embedd "docs"
+// version "v1"") and is unbound.
+//
+// ScanVersion pages by primary key: a Query for `id > "<last id>"` with a
+// limit returns the smallest ids above the last one in ascending order
+// (Milvus merges the segments' results by primary key; the SDK's
+// QueryIterator relies on the same, but writes the last id into the
+// expression unescaped, which breaks on an id holding a quote, so it is
+// not used). Each page is checked to ascend past the previous one.
 //
 // Invariants: Upsert checks the whole batch against the data model
 // (store.CheckRecords: ids, dims, finite values, JSON-object metadata; and
@@ -60,6 +77,7 @@ const (
 	fieldMetadata     = "metadata"
 	fieldModelVersion = "model_version"
 	fieldUpdatedAt    = "updated_at"
+	fieldTextHash     = "text_hash"
 )
 
 // Index kinds.
@@ -183,15 +201,12 @@ type Store struct {
 	opts Options
 	cl   entity.ConsistencyLevel
 
-	mu sync.Mutex
-	// live guards nothing else: logical name -> resolved physical collection.
-	live map[string]resolved
-}
-
-type resolved struct {
-	physical string
-	dims     int
-	at       time.Time
+	// mu guards the caches: live maps a logical name to its live physical
+	// collection, phys a physical collection's name to its description;
+	// entries are trusted for Options.AliasTTL.
+	mu   sync.Mutex
+	live map[string]physical
+	phys map[string]physical
 }
 
 // New connects to Milvus at opts.Address. An unreachable server is
@@ -215,7 +230,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		ConsistencySession: entity.ClSession,
 		ConsistencyBounded: entity.ClBounded,
 	}[opts.Consistency]
-	return &Store{c: c, opts: opts, cl: cl, live: make(map[string]resolved)}, nil
+	return &Store{c: c, opts: opts, cl: cl, live: map[string]physical{}, phys: map[string]physical{}}, nil
 }
 
 // Close closes the connection.

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milvus-io/milvus-sdk-go/v2/client"
+	"github.com/milvus-io/milvus-sdk-go/v2/entity"
+
 	"github.com/embedd/embedd/internal/store"
 )
 
@@ -312,7 +315,7 @@ func TestAliasSwap(t *testing.T) {
 		t.Fatalf("Upsert: %v", err)
 	}
 	// The new version has other dims, filled beside the live one.
-	if err := s.CreateVersion(ctx, name, "v2", 6); err != nil {
+	if err := s.CreateVersion(ctx, name, "v2", 6, "m2"); err != nil {
 		t.Fatalf("CreateVersion: %v", err)
 	}
 	fresh := store.Record{ID: "new", Vector: []float32{0, 1, 0, 0, 0, 0}}
@@ -341,5 +344,71 @@ func TestAliasSwap(t *testing.T) {
 	}
 	if err := s.DropVersion(ctx, name, "v1"); err != nil {
 		t.Errorf("DropVersion(v1): %v", err)
+	}
+}
+
+// TestLegacyCollection opens a collection as created before versions were
+// bound (no properties, no text_hash field): it lists as version v1, live
+// and unbound, and reads and writes without text hashes.
+func TestLegacyCollection(t *testing.T) {
+	s := newStore(t, Options{})
+	ctx := context.Background()
+	name := collection(t, s)
+	phys := PhysicalName(name, "v1")
+	schema := newSchema(phys, name, "v1", 4)
+	schema.Fields = schema.Fields[:len(schema.Fields)-1] // no text_hash
+	if err := s.c.CreateCollection(ctx, schema, 1, client.WithConsistencyLevel(entity.ClStrong)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureCollection(ctx, name, 4); err != nil { // index, load, alias
+		t.Fatalf("EnsureCollection: %v", err)
+	}
+	vs, err := s.ListVersions(ctx, name)
+	if err != nil || len(vs) != 1 || vs[0].Version != "v1" || vs[0].ModelVersion != "" || !vs[0].Live || !vs[0].CreatedAt.IsZero() {
+		t.Fatalf("ListVersions = %+v, %v; want v1, live, unbound, no creation time", vs, err)
+	}
+	rec := store.Record{ID: "a", Vector: []float32{1, 0, 0, 0}, ModelVersion: "m1", TextHash: "ff"}
+	if err := s.Upsert(ctx, name, []store.Record{rec}); err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	got, err := s.GetVersion(ctx, name, "v1", []string{"a"})
+	if err != nil || len(got) != 1 || got[0].ModelVersion != "m1" || got[0].TextHash != "" {
+		t.Fatalf("GetVersion = %+v, %v; want a, model m1, no text hash", got, err)
+	}
+	n := 0
+	if err := s.ScanVersion(ctx, name, "v1", func(store.Record) error { n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("ScanVersion: %d records, %v; want 1", n, err)
+	}
+	live, err := s.LiveVersion(ctx, name)
+	if err != nil || live.Version != "v1" {
+		t.Fatalf("LiveVersion = %+v, %v; want v1", live, err)
+	}
+}
+
+// TestConcurrentCreate creates one version and its alias from several
+// clients at once, as shard processes starting together do: every one
+// succeeds and they agree.
+func TestConcurrentCreate(t *testing.T) {
+	s := newStore(t, Options{})
+	name := collection(t, s)
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	for range 4 {
+		c := newStore(t, Options{})
+		go func() {
+			err := c.CreateVersion(ctx, name, "v1", 4, "m1")
+			if err == nil {
+				err = c.EnsureCollection(ctx, name, 4)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent CreateVersion + EnsureCollection: %v", err)
+		}
+	}
+	if v, err := s.LiveVersion(ctx, name); err != nil || v.Version != "v1" || v.ModelVersion != "m1" {
+		t.Errorf("LiveVersion = %+v, %v; want v1 bound to m1", v, err)
 	}
 }

@@ -84,11 +84,15 @@ const (
 type Entry struct {
 	Kind       Kind
 	Collection string
-	Records    []store.Record
-	Entities   []store.Entity
-	TTL        time.Duration
-	IDs        []string
-	EntityIDs  []string
+	// Version is the collection version the entry writes; "" (as in
+	// entries written before versions) means the live version when the
+	// entry is applied.
+	Version   string
+	Records   []store.Record
+	Entities  []store.Entity
+	TTL       time.Duration
+	IDs       []string
+	EntityIDs []string
 }
 
 // Options configures a Log.
