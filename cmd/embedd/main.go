@@ -58,6 +58,10 @@ Commands:
   features list             list the feature registry (--features-dir DIR for your own)
   features describe NAME    describe a feature (NAME or NAME@VERSION)
   features lock             print the registry's lock file (fingerprint per version)
+  reembed [flags] SOURCE... re-embed files or a collection into a new collection version, then swap
+  reembed finalize          verify a sharded reembed job's counts and swap the alias once
+  collections list|swap|rollback|gc
+                            a collection's versions, its alias, and gc of old versions
   version                   print versions
 
 Run "embedd COMMAND -h" for the flags of a command.`
@@ -95,6 +99,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdFeatures(rest, stdout)
 	case "bench":
 		return cmdBench(ctx, rest, stdout, logger)
+	case "reembed":
+		return cmdReembed(ctx, rest, stdout, logger)
+	case "collections":
+		return cmdCollections(ctx, rest, stdout, logger)
 	case "health":
 		return cmdHealth(ctx, rest, stdout)
 	case "version":
