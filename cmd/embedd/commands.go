@@ -34,10 +34,12 @@ func newFlagSet(name, args string) *flag.FlagSet {
 	return fs
 }
 
+// parse parses args; -h or --help (usage already printed) returns
+// flag.ErrHelp, which main turns into exit 0 without running the command.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

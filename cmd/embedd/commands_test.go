@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/embedd/embedd/internal/testassets"
 )
@@ -67,6 +69,24 @@ func TestEmbedCommand(t *testing.T) {
 	for _, args := range [][]string{{}, {"nope"}, {"embed", "--output", "fp16", "x"}, {"models"}, {"models", "pull"}} {
 		if _, err := runCLI(t, "", args...); !errors.Is(err, errUsage) {
 			t.Errorf("%q: got %v; want a usage error", args, err)
+		}
+	}
+}
+
+// TestHelpRunsNothing: -h on any command prints its usage and returns
+// flag.ErrHelp (exit 0) without running it: `serve -h` must not serve.
+func TestHelpRunsNothing(t *testing.T) {
+	for _, args := range [][]string{{"serve", "-h"}, {"embed", "--help", "text"}, {"reembed", "-h"}, {"collections", "list", "-h"},
+		{"features", "list", "-h"}, {"health", "-h"}, {"bench", "-h"}} {
+		done := make(chan error, 1)
+		go func() { _, err := runCLI(t, "", args...); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, flag.ErrHelp) {
+				t.Errorf("%v: %v; want flag.ErrHelp", args, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v: still running after 10s", args)
 		}
 	}
 }

@@ -88,8 +88,8 @@ func cmdFeatures(args []string, stdout io.Writer) error {
 	fs := newFlagSet("features "+sub, "")
 	dir := fs.String("features-dir", "", "directory of feature registry YAML files (default: the built-in registry)")
 	full := fs.Bool("full", false, "describe: show sensitive features' definitions too")
-	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parse(fs, rest); err != nil {
+		return err
 	}
 	reg, err := loadRegistry(*dir, "")
 	if err != nil {

@@ -20,6 +20,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,6 +34,9 @@ func main() {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, logger); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // -h: the usage is printed
+			return
+		}
 		fmt.Fprintln(os.Stderr, "embedd:", err)
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
@@ -62,6 +66,8 @@ Commands:
   reembed finalize          verify a sharded reembed job's counts and swap the alias once
   collections list|swap|rollback|gc
                             a collection's versions, its alias, and gc of old versions
+  keys new --id ID --scopes S[,S] [--file FILE]
+                            make an API key for serve --auth-keys (printed once; the file keeps its hash)
   version                   print versions
 
 Run "embedd COMMAND -h" for the flags of a command.`
@@ -105,6 +111,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdCollections(ctx, rest, stdout, logger)
 	case "health":
 		return cmdHealth(ctx, rest, stdout)
+	case "keys":
+		return cmdKeys(rest, stdout)
 	case "version":
 		return cmdVersion(rest, stdout, logger)
 	case "help", "-h", "--help":

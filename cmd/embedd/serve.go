@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/embedd/embedd/internal/accel"
+	"github.com/embedd/embedd/internal/auth"
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/index"
@@ -111,11 +112,17 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	if err != nil {
 		return err
 	}
-	if err := c.tls.checkExposure("--addr", c.addr, creds != nil, logger); err != nil {
+	if err := c.tls.checkExposure("--addr", c.addr, creds != nil, true, logger); err != nil {
 		return err
 	}
-	if err := c.tls.checkExposure("--metrics-addr", c.metricsAddr, creds != nil, logger); err != nil {
+	if err := c.tls.checkExposure("--metrics-addr", c.metricsAddr, creds != nil, false, logger); err != nil {
 		return err
+	}
+	var keys *auth.Keys
+	if c.tls.authKeys != "" {
+		if keys, err = auth.LoadKeys(c.tls.authKeys, logger); err != nil {
+			return err
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -156,7 +163,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		return err
 	}
 	allowMetricLabels(m, eng, st, feats)
-	gs, hs, services := c.grpcServer(eng, st, feats, m, creds, logger)
+	gs, hs, services := c.grpcServer(eng, st, feats, m, creds, keys, logger)
 	probes := st.probes
 	if feats != nil {
 		probes = append(probes, feats.probes...)
@@ -265,8 +272,13 @@ func runBackground(logger *slog.Logger, st *openedStores, feats *openedFeatures)
 // their health set to SERVING.
 // grpcServer builds the gRPC server with every service registered, all
 // SERVING; it returns the health service names ("" first).
-func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, creds *tlsconf.Reloader, logger *slog.Logger) (*grpc.Server, *health.Server, []string) {
-	opts := server.ServerOptions(c.maxMessageBytes)
+func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, creds *tlsconf.Reloader, keys *auth.Keys, logger *slog.Logger) (*grpc.Server, *health.Server, []string) {
+	var opts []grpc.ServerOption
+	if keys != nil { // first: nothing runs for a caller who may not call
+		unary, stream := auth.Interceptors(auth.Options{Keys: keys, DefaultCollection: st.idx.Collections()[0].Name, Audit: logger.With("audit", true)})
+		opts = append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	}
+	opts = append(opts, server.ServerOptions(c.maxMessageBytes)...)
 	if creds != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(creds.ServerConfig("h2"))))
 	}

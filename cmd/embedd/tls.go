@@ -20,6 +20,7 @@ import (
 // gRPC and the metrics listeners, reloaded when its files change.
 type tlsFlags struct {
 	cert, key, clientCA string
+	authKeys            string
 	insecure            bool
 }
 
@@ -27,7 +28,8 @@ func (t *tlsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.cert, "tls-cert", "", "PEM certificate chain: serve gRPC and metrics over TLS (reloaded when the file changes)")
 	fs.StringVar(&t.key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&t.clientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates issued by it (mutual TLS)")
-	fs.BoolVar(&t.insecure, "insecure", false, "allow plaintext listeners on addresses other than loopback")
+	fs.StringVar(&t.authKeys, "auth-keys", "", "API key file (YAML: key ids, SHA-256 of each key, scopes, limits; `embedd keys new` makes entries): every RPC but health then needs a key with its scope (reloaded when the file changes)")
+	fs.BoolVar(&t.insecure, "insecure", false, "allow a non-loopback gRPC address without TLS and --auth-keys, or a non-loopback metrics address without TLS")
 }
 
 // open returns the reloader of the TLS identity, or nil without one.
@@ -41,19 +43,29 @@ func (t *tlsFlags) open(logger *slog.Logger) (*tlsconf.Reloader, error) {
 	return tlsconf.New(tlsconf.Files{Cert: t.cert, Key: t.key, ClientCA: t.clientCA}, tlsconf.Options{Logger: logger})
 }
 
-// errExposed refuses a plaintext listener reachable from other hosts.
-var errExposed = errors.New("plaintext listener on a non-loopback address")
+// errExposed refuses a listener reachable from other hosts without TLS or
+// API keys.
+var errExposed = errors.New("unprotected listener on a non-loopback address")
 
-// checkExposure refuses to listen in plaintext on addr (flag names it)
-// unless addr is loopback or --insecure is set, in which case it warns.
-func (t *tlsFlags) checkExposure(flagName, addr string, tlsOn bool, logger *slog.Logger) error {
-	if tlsOn || addr == "" || isLoopback(addr) {
+// checkExposure refuses a listener on a non-loopback addr (flagName names
+// it) that lacks TLS, or, with needAuth, API keys, unless --insecure is
+// set, in which case it warns.
+func (t *tlsFlags) checkExposure(flagName, addr string, tlsOn, needAuth bool, logger *slog.Logger) error {
+	authOK := !needAuth || t.authKeys != ""
+	if (tlsOn && authOK) || addr == "" || isLoopback(addr) {
 		return nil
 	}
-	if !t.insecure {
-		return fmt.Errorf("%w: %s %s: set --tls-cert and --tls-key, or --insecure to accept plaintext from the network", errExposed, flagName, addr)
+	missing := "TLS (--tls-cert, --tls-key)"
+	switch {
+	case tlsOn:
+		missing = "API keys (--auth-keys)"
+	case !authOK:
+		missing = "TLS (--tls-cert, --tls-key) and API keys (--auth-keys)"
 	}
-	logger.Warn("serving plaintext on a non-loopback address (--insecure): anyone who reaches it can read and write", "flag", flagName, "addr", addr)
+	if !t.insecure {
+		return fmt.Errorf("%w: %s %s has no %s: set them, or --insecure to accept it", errExposed, flagName, addr, missing)
+	}
+	logger.Warn("serving on a non-loopback address without "+missing+" (--insecure)", "flag", flagName, "addr", addr)
 	return nil
 }
 

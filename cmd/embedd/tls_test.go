@@ -101,6 +101,7 @@ func TestServeRefusesExposedPlaintext(t *testing.T) {
 		{[]string{"--addr", "0.0.0.0:0"}, errExposed},
 		{[]string{"--metrics-addr", ":0"}, errExposed},
 		{[]string{"--tls-client-ca", "ca.pem"}, errUsage},
+		{[]string{"--addr", "0.0.0.0:0", "--auth-keys", "keys.yaml"}, errExposed}, // keys without TLS
 	} {
 		err := serve(context.Background(), testServeConfig(t, tc.args...), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 		if !errors.Is(err, tc.want) {
@@ -108,7 +109,7 @@ func TestServeRefusesExposedPlaintext(t *testing.T) {
 		}
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := (&tlsFlags{insecure: true}).checkExposure("--addr", "0.0.0.0:1", false, quiet); err != nil {
+	if err := (&tlsFlags{insecure: true}).checkExposure("--addr", "0.0.0.0:1", false, true, quiet); err != nil {
 		t.Errorf("--insecure: %v; want allowed", err)
 	}
 	for _, a := range []string{"127.0.0.1:1", "[::1]:1", "localhost:1"} {

@@ -3,14 +3,18 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/embedd/embedd/internal/auth"
 	"github.com/embedd/embedd/internal/features"
 	"github.com/embedd/embedd/internal/features/drift"
 	"github.com/embedd/embedd/internal/features/registry"
 	"github.com/embedd/embedd/internal/features/service"
 	"github.com/embedd/embedd/internal/metrics"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // FeatureStore is what IngestEvents, GetFeatures and ListFeatures call:
@@ -111,11 +115,16 @@ func (f *Features) GetFeatures(ctx context.Context, req *embeddv1.GetFeaturesReq
 			out.Features = append(out.Features, &embeddv1.FeatureRef{Name: v.Name, Version: uint32(v.Version)})
 		}
 	}
+	hide := f.withheld(ctx, out.Features)
 	for i, ev := range res {
 		n := len(ev.Values)
 		ef := &embeddv1.EntityFeatures{EntityId: ev.EntityID, Found: ev.Found,
 			Values: make([]float64, n), IsNull: make([]bool, n), TimestampsUnixMicros: make([]int64, n), Sources: make([]embeddv1.ValueSource, n)}
 		for k, v := range ev.Values {
+			if hide != nil && hide[k] {
+				ef.IsNull[k] = true
+				continue
+			}
 			ef.Values[k], ef.IsNull[k], ef.Sources[k] = v.Value, v.Null, valueSource(v.Source)
 			if !v.Timestamp.IsZero() {
 				ef.TimestampsUnixMicros[k] = v.Timestamp.UnixMicro()
@@ -124,6 +133,28 @@ func (f *Features) GetFeatures(ctx context.Context, req *embeddv1.GetFeaturesReq
 		out.Entities[i] = ef
 	}
 	return out, nil
+}
+
+// withheld marks the features a caller without the
+// features:read:sensitive scope may not see (every caller has it when auth
+// is off); their values are served null, and the trailer
+// "embedd-withheld" names them and the scope.
+func (f *Features) withheld(ctx context.Context, refs []*embeddv1.FeatureRef) []bool {
+	if auth.FromContext(ctx).Has(auth.ScopeFeaturesReadSensitive) {
+		return nil
+	}
+	hide := make([]bool, len(refs))
+	var names []string
+	for k, r := range refs {
+		if d, err := f.svc.Registry().Resolve(fmt.Sprintf("%s@%d", r.GetName(), r.GetVersion())); err == nil && d.Sensitive {
+			hide[k] = true
+			names = append(names, r.GetName())
+		}
+	}
+	if len(names) > 0 {
+		grpc.SetTrailer(ctx, metadata.Pairs("embedd-withheld", "sensitive features need scope "+string(auth.ScopeFeaturesReadSensitive)+": "+strings.Join(names, ",")))
+	}
+	return hide
 }
 
 // ListFeatures implements FeatureService.ListFeatures.
