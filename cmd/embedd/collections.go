@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"text/tabwriter"
@@ -55,6 +57,10 @@ func cmdCollections(ctx context.Context, args []string, stdout io.Writer, logger
 		return fmt.Errorf("%w: collections needs list, swap, rollback or gc", errUsage)
 	}
 	sub := args[0]
+	if sub == "-h" || sub == "--help" || sub == "-help" {
+		fmt.Fprintf(os.Stderr, "Usage: embedd collections list|swap VERSION|rollback|gc [flags]\n%s\n", collectionsUsage)
+		return flag.ErrHelp
+	}
 	var c collectionsConfig
 	fs := newFlagSet("collections "+sub, collectionsUsage)
 	c.common.register(fs)

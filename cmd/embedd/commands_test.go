@@ -76,7 +76,7 @@ func TestEmbedCommand(t *testing.T) {
 // TestHelpRunsNothing: -h on any command prints its usage and returns
 // flag.ErrHelp (exit 0) without running it: `serve -h` must not serve.
 func TestHelpRunsNothing(t *testing.T) {
-	for _, args := range [][]string{{"serve", "-h"}, {"embed", "--help", "text"}, {"reembed", "-h"}, {"collections", "list", "-h"},
+	for _, args := range [][]string{{"serve", "-h"}, {"embed", "--help", "text"}, {"reembed", "-h"}, {"collections", "list", "-h"}, {"collections", "-h"},
 		{"features", "list", "-h"}, {"health", "-h"}, {"bench", "-h"}} {
 		done := make(chan error, 1)
 		go func() { _, err := runCLI(t, "", args...); done <- err }()
