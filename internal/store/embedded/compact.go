@@ -28,7 +28,7 @@ func (s *Store) Compact(ctx context.Context) error {
 func (s *Store) compactLocked() error {
 	path := filepath.Join(s.opts.Dir, logName)
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("embedded: compact: %w", err)
 	}

@@ -261,7 +261,10 @@ func Open(opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if err := os.Chmod(opts.Dir, 0o700); err != nil { // made 0755 by older versions
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	s := &Store{

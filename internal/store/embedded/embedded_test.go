@@ -241,3 +241,39 @@ func FuzzFilter(f *testing.F) {
 		fl(meta)
 	})
 }
+
+// TestFileModes: the store's directory is 0700 and every file in it 0600
+// (it holds user data), also after compaction and for a directory and log
+// left 0755/0644 by an older version.
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, logName), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir, func(o *Options) { o.NoSync = false })
+	ctx := context.Background()
+	if err := s.EnsureCollection(ctx, "c", 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Upsert(ctx, "c", []store.Record{{ID: "a", Vector: []float32{1, 0, 0, 0}, ModelVersion: "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Errorf("%s: mode %v; want 0700", dir, st.Mode().Perm())
+	}
+	files, _ := os.ReadDir(dir)
+	for _, f := range files {
+		if info, err := f.Info(); err == nil && info.Mode().IsRegular() && info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v; want 0600", f.Name(), info.Mode().Perm())
+		}
+	}
+	if len(files) == 0 {
+		t.Error("no files written")
+	}
+}

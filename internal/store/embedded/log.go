@@ -278,11 +278,14 @@ func (d *dec) f32s(dst []float32) {
 // at the end (after the last intact entry), and returns the end position.
 // It creates the file when it does not exist.
 func replayLog(path string, apply func(payload []byte) error, at func(logPos)) (*os.File, logPos, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, logPos{}, err
 	}
 	st, err := f.Stat()
+	if err == nil && st.Mode().Perm()&0o077 != 0 {
+		err = f.Chmod(0o600) // a log written by an older version: it holds user data
+	}
 	if err != nil {
 		return nil, logPos{}, errors.Join(err, f.Close())
 	}

@@ -326,7 +326,7 @@ func writeSnapshot(dir, file string, data []byte, sync bool) error {
 // sync, fsyncs it.
 func writeSnapshotTemp(dir, file string, data []byte, sync bool) (string, error) {
 	tmp := filepath.Join(dir, file+snapTmpExt)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return "", err
 	}
