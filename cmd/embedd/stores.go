@@ -35,6 +35,7 @@ type storeConfig struct {
 	entityTTL         time.Duration
 	durable           bool
 	walDir            string
+	walMaxBytes       int64
 	hybrid            string
 	// maxItems is the most items of one Upsert and ids of one Get, Delete
 	// or UpsertHybrid (index.Limits.MaxItems): serve sets it from
@@ -65,6 +66,7 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.entityTTL, "entity-ttl", 0, "TTL of online entity rows; 0 keeps them")
 	fs.BoolVar(&c.durable, "durable", false, "queue writes a store could not take in a local write-ahead log and replay them when it is back")
 	fs.StringVar(&c.walDir, "wal-dir", "", "write-ahead log directory (default: <data-dir>/wal)")
+	fs.Int64Var(&c.walMaxBytes, "wal-max-bytes", wal.DefaultMaxBytes, "most bytes of writes the write-ahead log queues during an outage; writes beyond it fail UNAVAILABLE (not acknowledged)")
 	fs.StringVar(&c.hybrid, "hybrid", "", `hybrid collections, ";"-separated, each NAME=BASE:FEATURE[*WEIGHT],...:ALPHA, e.g. "docs_h=default:amount_avg_1h,events_count_1h*2:0.3"`)
 }
 
@@ -228,7 +230,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		if dir == "" {
 			dir = filepath.Join(dataDir, "wal")
 		}
-		l, err := wal.Open(wal.Options{Dir: dir, Logger: logger})
+		l, err := wal.Open(wal.Options{Dir: dir, Logger: logger, MaxBytes: c.walMaxBytes})
 		if err != nil {
 			return nil, err
 		}

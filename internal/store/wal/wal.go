@@ -104,7 +104,19 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger reports retries and dead entries. Default slog.Default().
 	Logger *slog.Logger
+	// MaxBytes bounds wal.log: an Append that would pass it fails with
+	// ErrFull, naming the limit, and writes nothing (the caller's write is
+	// then not acknowledged). The file is cut back to zero whenever every
+	// entry is applied, so this bounds the writes queued during one
+	// outage. Default DefaultMaxBytes.
+	MaxBytes int64
 }
+
+// DefaultMaxBytes is Options.MaxBytes' default.
+const DefaultMaxBytes = 1 << 30
+
+// ErrFull reports an Append beyond Options.MaxBytes.
+var ErrFull = errors.New("wal: full")
 
 // Log is an open write-ahead log.
 type Log struct {
@@ -133,6 +145,9 @@ func Open(opts Options) (*Log, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
@@ -280,6 +295,9 @@ func (l *Log) Append(e *Entry) error {
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
+	}
+	if l.size+int64(len(b)) > l.opts.MaxBytes {
+		return fmt.Errorf("%w: %d bytes of %d queued entries; this write needs %d more; limit %d (--wal-max-bytes)", ErrFull, l.size, l.pending, len(b), l.opts.MaxBytes)
 	}
 	if _, err := l.f.WriteAt(b, l.size); err != nil {
 		return l.undo(err)

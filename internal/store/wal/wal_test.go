@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,5 +210,38 @@ func TestClosed(t *testing.T) {
 	l.Close()
 	if err := l.Append(entry(1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close: %v", err)
+	}
+}
+
+// TestMaxBytes: an Append beyond MaxBytes fails with ErrFull naming the
+// limit and writes nothing; once the queue is applied there is room again.
+func TestMaxBytes(t *testing.T) {
+	dir := t.TempDir()
+	var three int64 // frames vary in size (gob encodes numbers compactly)
+	for i := range 3 {
+		b, err := frame(entry(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		three += int64(len(b))
+	}
+	l, err := Open(Options{Dir: dir, MaxBytes: three + 1, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendAll(t, l, 3)
+	err = l.Append(entry(3))
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), fmt.Sprintf("limit %d", three+1)) {
+		t.Fatalf("fourth append: %v; want ErrFull naming the limit", err)
+	}
+	if l.Pending() != 3 {
+		t.Errorf("pending after a refused append: %d; want 3", l.Pending())
+	}
+	if got := drain(t, l, func(*Entry) error { return nil }, 3); len(got) != 3 {
+		t.Fatalf("drained %v", got)
+	}
+	if err := l.Append(entry(4)); err != nil {
+		t.Errorf("append after the queue drained: %v", err)
 	}
 }
