@@ -115,8 +115,9 @@ type Options struct {
 // DefaultMaxBytes is Options.MaxBytes' default.
 const DefaultMaxBytes = 1 << 30
 
-// ErrFull reports an Append beyond Options.MaxBytes.
-var ErrFull = errors.New("wal: full")
+// ErrFull reports an Append beyond Options.MaxBytes. It is a
+// store.ErrUnavailable: the write could not be kept, retry later.
+var ErrFull = fmt.Errorf("%w: write-ahead log full", store.ErrUnavailable)
 
 // Log is an open write-ahead log.
 type Log struct {
@@ -297,7 +298,7 @@ func (l *Log) Append(e *Entry) error {
 		return ErrClosed
 	}
 	if l.size+int64(len(b)) > l.opts.MaxBytes {
-		return fmt.Errorf("%w: %d bytes of %d queued entries; this write needs %d more; limit %d (--wal-max-bytes)", ErrFull, l.size, l.pending, len(b), l.opts.MaxBytes)
+		return fmt.Errorf("wal: %w: %d bytes of %d queued entries; this write needs %d more; limit %d (--wal-max-bytes)", ErrFull, l.size, l.pending, len(b), l.opts.MaxBytes)
 	}
 	if _, err := l.f.WriteAt(b, l.size); err != nil {
 		return l.undo(err)
