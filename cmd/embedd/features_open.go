@@ -65,7 +65,11 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	dataDir := st.dir()
 	var rc *goredis.Client
 	if st.redisAddr != "" {
-		rc = redis.NewClient(st.redisOptions())
+		ropts, err := st.redisOptions()
+		if err != nil {
+			return nil, err
+		}
+		rc = redis.NewClient(ropts)
 		o.closers = append(o.closers, rc.Close)
 		o.probes = append(o.probes, probe{name: "redis (features)", services: []string{featureService}, check: func(ctx context.Context) error {
 			return rc.Ping(ctx).Err()

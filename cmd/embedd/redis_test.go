@@ -3,7 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +16,7 @@ import (
 
 	"github.com/embedd/embedd/internal/store/redis"
 	"github.com/embedd/embedd/internal/testassets"
+	"github.com/embedd/embedd/internal/tlsconf/tlsconftest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -35,7 +41,11 @@ func TestServeRedisPrefixes(t *testing.T) {
 	run := time.Now().UnixNano()
 	fp, sp := fmt.Sprintf("embedd-test:fst%d:", run), fmt.Sprintf("embedd-test:sess%d:", run)
 	c = testServeConfig(t, "--redis-addr", addr, "--redis-feature-prefix", fp, "--redis-session-prefix", sp, "--redis-prefix", "embedd-test:ent:")
-	if o, d := c.stores.redisOptions(), redis.DefaultOptions(); o.Addr != addr || o.Prefix != "embedd-test:ent:" ||
+	o, err := c.stores.redisOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := redis.DefaultOptions(); o.Addr != addr || o.Prefix != "embedd-test:ent:" ||
 		o.DialTimeout != d.DialTimeout || o.ReadTimeout != d.ReadTimeout || o.WriteTimeout != d.WriteTimeout {
 		t.Errorf("redisOptions: %+v", o)
 	}
@@ -63,5 +73,43 @@ func TestServeRedisPrefixes(t *testing.T) {
 			t.Errorf("key %s written despite the configured prefix", key)
 			rc.Del(ctx, key)
 		}
+	}
+}
+
+// TestServeRedisTLSACL: serve reaches a real Redis that accepts only TLS
+// (server certificate from a test CA, client certificates required) and
+// only an ACL user with a password; a wrong password fails at start
+// without printing the password.
+func TestServeRedisTLSACL(t *testing.T) {
+	testassets.Runtime(t)
+	testassets.Model(t, "all-minilm-l6-v2-int8")
+	dir := t.TempDir()
+	ca := tlsconftest.NewCA(t, "redis CA")
+	file := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		tlsconftest.Write(t, p, data)
+		return p
+	}
+	sc, sk := ca.Issue(t, "redis", 1)
+	cc, ck := ca.Issue(t, "embedd", 2)
+	caFile := file("ca.crt", ca.PEM)
+	port := testassets.FreePort(t)
+	testassets.RedisServer(t, port, t.TempDir(), "--port", "0", "--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", file("redis.crt", sc), "--tls-key-file", file("redis.key", sk), "--tls-ca-cert-file", caFile, "--tls-auth-clients", "yes",
+		"--user", "default", "off", "--user", "embedd", "on", ">s3cret-pw", "~*", "&*", "+@all")
+	args := []string{"--redis-addr", fmt.Sprintf("127.0.0.1:%d", port), "--redis-user", "embedd", "--redis-tls-ca", caFile,
+		"--redis-tls-cert", file("client.crt", cc), "--redis-tls-key", file("client.key", ck)}
+	c := testServeConfig(t, append(args, "--redis-password", "s3cret-pw")...)
+	conn, stop := runServe(t, c)
+	fc := embeddv1.NewFeatureServiceClient(conn)
+	res, err := fc.IngestEvents(context.Background(), &embeddv1.IngestEventsRequest{Events: []*embeddv1.Event{
+		{EntityId: "tls-user", EventType: "view", Timestamp: timestamppb.Now()}}})
+	if err != nil || res.Accepted != 1 {
+		t.Errorf("ingest over TLS as an ACL user: %v %v", res, err)
+	}
+	stop()
+	err = serve(context.Background(), testServeConfig(t, append(args, "--redis-password", "wrong-pw")...), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err == nil || strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("wrong password: %v; want a failure that does not print the password", err)
 	}
 }

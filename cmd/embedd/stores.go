@@ -31,6 +31,12 @@ type storeConfig struct {
 	milvusConsistency string
 	redisAddr         string
 	redisPassword     string
+	redisUser         string
+	redisTLS          clientTLS
+	milvusUser        string
+	milvusPassword    string
+	milvusTLS         bool
+	milvusTimeout     time.Duration
 	redisPrefix       string
 	entityTTL         time.Duration
 	durable           bool
@@ -62,6 +68,14 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.milvusConsistency, "milvus-consistency", milvus.ConsistencySession, "Milvus read consistency: Session (read-your-writes for this server, ~3 ms searches), Strong (across all clients, one time tick: ~200-400 ms on Milvus 2.3) or Bounded")
 	fs.StringVar(&c.redisAddr, "redis-addr", "", "Redis host:port for the online store; empty uses the embedded store")
 	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis AUTH password (prefer EMBEDD_REDIS_PASSWORD; never logged)")
+	fs.StringVar(&c.redisUser, "redis-user", "", "Redis ACL user (default: the default user)")
+	fs.StringVar(&c.redisTLS.ca, "redis-tls-ca", "", "PEM CA bundle of the Redis server's certificate: connect over TLS")
+	fs.StringVar(&c.redisTLS.cert, "redis-tls-cert", "", "PEM client certificate for Redis (tls-auth-clients yes)")
+	fs.StringVar(&c.redisTLS.key, "redis-tls-key", "", "PEM private key of --redis-tls-cert")
+	fs.StringVar(&c.milvusUser, "milvus-user", "", "Milvus user (authorizationEnabled)")
+	fs.StringVar(&c.milvusPassword, "milvus-password", "", "Milvus password (prefer EMBEDD_MILVUS_PASSWORD; never logged)")
+	fs.BoolVar(&c.milvusTLS, "milvus-tls", false, "connect to Milvus over TLS (server verified against the system roots)")
+	fs.DurationVar(&c.milvusTimeout, "milvus-timeout", 30*time.Second, "deadline of every Milvus call; a hung Milvus fails the request UNAVAILABLE")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", r.Prefix, "Redis key prefix of entity hashes")
 	fs.DurationVar(&c.entityTTL, "entity-ttl", 0, "TTL of online entity rows; 0 keeps them")
 	fs.BoolVar(&c.durable, "durable", false, "queue writes a store could not take in a local write-ahead log and replay them when it is back")
@@ -77,10 +91,17 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 // open and close at different times (features first, stores last), and the
 // stream consumer's blocking reads and the feature stores' write bursts then
 // cannot take pooled connections from entity reads and writes.
-func (c *storeConfig) redisOptions() redis.Options {
+func (c *storeConfig) redisOptions() (redis.Options, error) {
 	ro := redis.DefaultOptions()
-	ro.Addr, ro.Password, ro.Prefix = c.redisAddr, c.redisPassword, c.redisPrefix
-	return ro
+	ro.Addr, ro.Username, ro.Password, ro.Prefix = c.redisAddr, c.redisUser, c.redisPassword, c.redisPrefix
+	if c.redisTLS.ca != "" || c.redisTLS.cert != "" {
+		cfg, err := c.redisTLS.config()
+		if err != nil {
+			return ro, fmt.Errorf("redis TLS: %w", err)
+		}
+		ro.TLS = cfg
+	}
+	return ro, nil
 }
 
 // parseHybrid reads the --hybrid flag.
@@ -198,6 +219,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 	if c.milvusAddr != "" {
 		mo := milvus.DefaultOptions()
 		mo.Address, mo.Index, mo.Metric, mo.Consistency = c.milvusAddr, c.milvusIndex, c.milvusMetric, c.milvusConsistency
+		mo.Username, mo.Password, mo.TLS, mo.CallTimeout = c.milvusUser, c.milvusPassword, c.milvusTLS, c.milvusTimeout
 		mv, err := milvus.New(ctx, mo)
 		if err != nil {
 			return nil, fmt.Errorf("milvus at %s: %w", c.milvusAddr, err)
@@ -213,7 +235,11 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		opts.Vectors, opts.VectorsName = emb2, "embedded"
 	}
 	if c.redisAddr != "" {
-		rd := redis.New(c.redisOptions())
+		ropts, err := c.redisOptions()
+		if err != nil {
+			return nil, err
+		}
+		rd := redis.New(ropts)
 		o.closers = append(o.closers, rd.Close)
 		if err := rd.Ping(ctx); err != nil && !c.durable {
 			return nil, fmt.Errorf("redis at %s: %w", c.redisAddr, err)

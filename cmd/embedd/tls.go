@@ -102,6 +102,15 @@ func (t *clientTLS) credentials() (credentials.TransportCredentials, error) {
 	if t.ca == "" && t.cert == "" && t.key == "" {
 		return insecure.NewCredentials(), nil
 	}
+	cfg, err := t.config()
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// config is the client TLS configuration of the flags.
+func (t *clientTLS) config() (*tls.Config, error) {
 	if (t.cert == "") != (t.key == "") {
 		return nil, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
 	}
@@ -123,5 +132,5 @@ func (t *clientTLS) credentials() (credentials.TransportCredentials, error) {
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }

@@ -3,11 +3,8 @@ package index_test
 import (
 	"context"
 	"errors"
-	"net"
-	"os"
-	"os/exec"
+	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,17 +13,12 @@ import (
 	"github.com/embedd/embedd/internal/store/embedded"
 	"github.com/embedd/embedd/internal/store/redis"
 	"github.com/embedd/embedd/internal/store/wal"
+	"github.com/embedd/embedd/internal/testassets"
 )
 
 // unreachable is an address nothing listens on.
 func unreachable(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
+	return fmt.Sprintf("127.0.0.1:%d", testassets.FreePort(t))
 }
 
 func TestUnavailableNamesStore(t *testing.T) {
@@ -53,46 +45,15 @@ func TestUnavailableNamesStore(t *testing.T) {
 	}
 }
 
-// redisServer runs a private redis-server on port; stop kills it.
-func redisServer(t *testing.T, port, dir string) (stop func()) {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("EMBEDD_REQUIRE_STORES") == "1" {
-			t.Fatal("redis-server not installed")
-		}
-		t.Skip("redis-server not installed")
-	}
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("redis-server on %s did not start", port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	t.Cleanup(stop)
-	return stop
-}
-
 // TestDurableModeOutage stops a real Redis, writes through the WAL, restarts
 // Redis and checks every acknowledged write arrives, in order, and that a
 // restart of the index before Redis returns loses nothing.
 func TestDurableModeOutage(t *testing.T) {
 	ctx := context.Background()
-	addr := unreachable(t)
-	_, port, _ := net.SplitHostPort(addr)
+	port := testassets.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	rdir := t.TempDir()
-	stop := redisServer(t, port, rdir)
+	stop := testassets.RedisServer(t, port, rdir)
 	s, err := embedded.Open(embedded.DefaultOptions(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +109,7 @@ func TestDurableModeOutage(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- x.Run(rctx) }()
 	time.Sleep(100 * time.Millisecond) // a few failed retries
-	redisServer(t, port, rdir)
+	testassets.RedisServer(t, port, rdir)
 	deadline := time.Now().Add(15 * time.Second)
 	for x.Pending() > 0 {
 		if time.Now().After(deadline) {

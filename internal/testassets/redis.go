@@ -1,6 +1,7 @@
 package testassets
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -14,16 +15,21 @@ import (
 // with its data (append-only file, fsync always) in dir, for tests that
 // stop and restart Redis. stop kills it (also at the end of the test);
 // calling RedisServer again with the same port and dir restarts it with
-// its data. A missing redis-server is missing(): a skip, or a failure
+// its data. extra are more redis-server options (e.g. TLS, ACL users; an
+// option given twice takes the later value, so "--port", "0" turns the
+// plaintext port off). A missing redis-server is a skip, or a failure
 // under EMBEDD_REQUIRE_STORES=1.
-func RedisServer(t testing.TB, port int, dir string) (stop func()) {
+func RedisServer(t testing.TB, port int, dir string, extra ...string) (stop func()) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		missingStore(t, "redis-server is not installed (apt-get install redis-server)")
 	}
 	p := strconv.Itoa(port)
-	cmd := exec.Command(bin, "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir)
+	args := append([]string{"--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir}, extra...)
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +44,7 @@ func RedisServer(t testing.TB, port int, dir string) (stop func()) {
 		}
 		if i > 250 {
 			stop()
-			t.Fatalf("redis-server on port %d did not start", port)
+			t.Fatalf("redis-server on port %d did not start:\n%s", port, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -64,6 +64,7 @@ import (
 
 	"github.com/milvus-io/milvus-sdk-go/v2/client"
 	"github.com/milvus-io/milvus-sdk-go/v2/entity"
+	"google.golang.org/grpc"
 
 	"github.com/embedd/embedd/internal/store"
 )
@@ -106,6 +107,16 @@ type Options struct {
 	Address string
 	// DialTimeout bounds connecting in New. Default 5s.
 	DialTimeout time.Duration
+	// CallTimeout bounds every call to Milvus: a call whose context has no
+	// earlier deadline gets this one, so a hung server fails the request
+	// (store.ErrUnavailable) instead of holding it. Default 30s (an index
+	// build or a load of a large collection takes seconds).
+	CallTimeout time.Duration
+	// Username and Password authenticate to a Milvus with
+	// authorizationEnabled (both empty: none). TLS connects over TLS
+	// (Milvus's tlsMode 1, server verified against the system roots).
+	Username, Password string
+	TLS                bool
 	// Index is IndexHNSW (default) or IndexIVFSQ8; it applies to collections
 	// created by this Store.
 	Index string
@@ -150,6 +161,7 @@ func DefaultOptions() Options {
 	return Options{
 		Address:            "127.0.0.1:19530",
 		DialTimeout:        5 * time.Second,
+		CallTimeout:        30 * time.Second,
 		Index:              IndexHNSW,
 		Metric:             MetricCosine,
 		HNSWM:              16,
@@ -167,6 +179,7 @@ func (o Options) withDefaults() (Options, error) {
 	d := DefaultOptions()
 	o.Address = cmp.Or(o.Address, d.Address)
 	o.DialTimeout = positive(o.DialTimeout, d.DialTimeout)
+	o.CallTimeout = positive(o.CallTimeout, d.CallTimeout)
 	o.Index = cmp.Or(o.Index, d.Index)
 	o.Metric = cmp.Or(o.Metric, d.Metric)
 	o.HNSWM = positive(o.HNSWM, d.HNSWM)
@@ -218,7 +231,10 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	c, err := client.NewClient(dctx, client.Config{Address: opts.Address})
+	c, err := client.NewClient(dctx, client.Config{
+		Address: opts.Address, Username: opts.Username, Password: opts.Password, EnableTLSAuth: opts.TLS,
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(callTimeout(opts.CallTimeout))},
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -231,6 +247,18 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		ConsistencyBounded: entity.ClBounded,
 	}[opts.Consistency]
 	return &Store{c: c, opts: opts, cl: cl, live: map[string]physical{}, phys: map[string]physical{}}, nil
+}
+
+// callTimeout gives every unary call a deadline of at most d from now.
+func callTimeout(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // Close closes the connection.

@@ -53,6 +53,8 @@ var _ store.Online = (*Online)(nil)
 type Options struct {
 	// Addr is host:port. Default "127.0.0.1:6379".
 	Addr string
+	// Username is the ACL user (Redis 6+); empty: the default user.
+	Username string
 	// Password for AUTH; empty means none. Never logged: cmd/embedd reads
 	// it from --redis-password or EMBEDD_REDIS_PASSWORD and prints neither.
 	Password string
@@ -111,7 +113,7 @@ func withDefaults(opts Options) Options {
 func NewClient(opts Options) *goredis.Client {
 	opts = withDefaults(opts)
 	return goredis.NewClient(&goredis.Options{
-		Addr: opts.Addr, Password: opts.Password, DB: opts.DB, PoolSize: opts.PoolSize,
+		Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, PoolSize: opts.PoolSize,
 		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
 		MaxRetries: MaxRetries, TLSConfig: opts.TLS,
 	})
