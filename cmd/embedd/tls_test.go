@@ -5,18 +5,24 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
+	"github.com/embedd/embedd/internal/auth"
 	"github.com/embedd/embedd/internal/testassets"
 	"github.com/embedd/embedd/internal/tlsconf/tlsconftest"
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
 // TestServeMutualTLS: with --tls-cert, --tls-key and --tls-client-ca the
@@ -83,6 +89,11 @@ func TestServeMutualTLS(t *testing.T) {
 	if resp, err := http.Get("http://" + addrs[1] + "/metrics"); err == nil && resp.StatusCode == http.StatusOK {
 		t.Error("metrics in plaintext: served; want refused")
 	}
+	// With --auth-keys, a client certificate whose CN an entry lists in
+	// mtls_subjects acts as that key: no API key needed, its scopes apply.
+	if err := mtlsIdentity(t, dir, serverCA, clientCA, pair); err != nil {
+		t.Error(err)
+	}
 	var out bytes.Buffer
 	err = cmdHealth(ctx, []string{"--addr", addrs[0], "--tls-ca", file("server-ca.crt", serverCA.PEM),
 		"--tls-cert", file("client.crt", cc), "--tls-key", file("client.key", ck)}, &out)
@@ -122,4 +133,43 @@ func TestServeRefusesExposedPlaintext(t *testing.T) {
 			t.Errorf("isLoopback(%q) = true", a)
 		}
 	}
+}
+
+// mtlsIdentity serves with a key file whose entry "rec" lists the client
+// certificate's CN and holds only the embed scope, and checks that the
+// certificate alone may call EmbeddingService but not VectorService.
+func mtlsIdentity(t *testing.T, dir string, serverCA, clientCA *tlsconftest.CA, pair tls.Certificate) error {
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	unused, _ := auth.NewKey()
+	body := fmt.Sprintf("keys:\n  - {id: rec, sha256: %s, scopes: [embed], mtls_subjects: [recommender]}\n", auth.HashKey(unused))
+	if err := os.WriteFile(keys, []byte(body), 0o600); err != nil {
+		return err
+	}
+	args := []string{"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"), "--tls-client-ca", filepath.Join(dir, "client-ca.crt"),
+		"--auth-keys", keys, "--features=false"}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]string, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(ctx, testServeConfig(t, args...), slog.New(slog.NewTextHandler(io.Discard, nil)), ready)
+	}()
+	defer func() { cancel(); <-served }()
+	var addrs [2]string
+	select {
+	case addrs = <-ready:
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	}
+	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: serverCA.Pool(), Certificates: []tls.Certificate{pair}})))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := embeddv1.NewEmbeddingServiceClient(conn).ListModels(ctx, &embeddv1.ListModelsRequest{}); err != nil {
+		return fmt.Errorf("ListModels as the certificate's key: %w", err)
+	}
+	if _, err := embeddv1.NewVectorServiceClient(conn).ListCollections(ctx, &embeddv1.ListCollectionsRequest{}); status.Code(err) != codes.PermissionDenied {
+		return fmt.Errorf("ListCollections without vectors:read: %v; want PermissionDenied", err)
+	}
+	return nil
 }
