@@ -63,6 +63,14 @@ gpu-check-dry: gpu-carry
 lint-docker:
 	scripts/hadolint.sh Dockerfile.cuda
 
+# Validate deploy/k8s/*.yaml against the Kubernetes API's JSON schemas,
+# strictly and offline, for Kubernetes 1.33 and 1.37 (kubeconform, pinned,
+# from the Go module proxy; the schemas from the pinned PyPI wheel
+# kubernetes-validate). cmd/embedd/k8sjob_test.go runs the Job's shards.
+.PHONY: lint-k8s
+lint-k8s:
+	scripts/kubeconform.sh
+
 # Set up, then embed a sentence with the default model.
 run: setup
 	$(BIN) embed "embedd turns text into vectors"
@@ -91,7 +99,7 @@ services-stop:
 
 # The test command of the README and CI: real runtime, real models, real
 # Redis and Milvus. A test whose asset or server is missing fails.
-test: setup setup-gpu services vet build-cuda ptx-check
+test: setup setup-gpu services vet build-cuda ptx-check lint-k8s
 	$(TEST_STORES) EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1 EMBEDD_TOOLS_PYTHON=$$(scripts/pyenv.sh) $(GO) test -race -count=1 -timeout 20m ./...
 	# The quantization quality test is single-threaded and skips under -race
 	# (10,000 vectors); it runs here without it.

@@ -85,7 +85,7 @@ func TestServeAuthEveryRPC(t *testing.T) {
 		s.CloseSend()
 		return s.RecvMsg(&emptypb.Empty{})
 	}
-	descs := []grpc.ServiceDesc{embeddv1.EmbeddingService_ServiceDesc, embeddv1.VectorService_ServiceDesc, embeddv1.FeatureService_ServiceDesc}
+	descs := []grpc.ServiceDesc{embeddv1.EmbeddingService_ServiceDesc, embeddv1.VectorService_ServiceDesc, embeddv1.FeatureService_ServiceDesc, embeddv1.JobService_ServiceDesc}
 	var services []string
 	for _, d := range descs {
 		services = append(services, d.ServiceName)

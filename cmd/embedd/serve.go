@@ -59,6 +59,7 @@ type serveConfig struct {
 	stores          storeConfig
 	features        featureConfig
 	tls             tlsFlags
+	jobs            jobsConfig
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -86,6 +87,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	c.stores.register(fs)
 	c.features.register(fs)
 	c.tls.register(fs)
+	c.jobs.register(fs)
 	fs.DurationVar(&c.healthEvery, "health-interval", healthEvery, "how often the stores are probed; a service whose store does not answer reports NOT_SERVING")
 }
 
@@ -157,13 +159,18 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	// close (defers run in reverse).
 	stopBackground := runBackground(logger, st, feats)
 	defer stopBackground()
+	jobMgr, err := c.jobs.open(c, eng, st, logger)
+	if err != nil {
+		return err
+	}
+	defer jobMgr.Close() // before the stores close; Close is idempotent
 
 	lis, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return err
 	}
 	allowMetricLabels(m, eng, st, feats)
-	gs, hs, services := c.grpcServer(eng, st, feats, m, creds, keys, logger)
+	gs, hs, services := c.grpcServer(eng, st, feats, jobMgr, m, creds, keys, logger)
 	probes := st.probes
 	if feats != nil {
 		probes = append(probes, feats.probes...)
@@ -192,6 +199,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		return err
 	case <-ctx.Done():
 	}
+	jobMgr.Close() // running jobs stop (to resume at the next start) before the engine does
 	engineDone = true
 	return drain(gs, hs, eng, metricsSrv, c.shutdownTimeout, logger)
 }
@@ -272,7 +280,7 @@ func runBackground(logger *slog.Logger, st *openedStores, feats *openedFeatures)
 // their health set to SERVING.
 // grpcServer builds the gRPC server with every service registered, all
 // SERVING; it returns the health service names ("" first).
-func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, m *metrics.Metrics, creds *tlsconf.Reloader, keys *auth.Keys, logger *slog.Logger) (*grpc.Server, *health.Server, []string) {
+func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *openedFeatures, jobs server.JobManager, m *metrics.Metrics, creds *tlsconf.Reloader, keys *auth.Keys, logger *slog.Logger) (*grpc.Server, *health.Server, []string) {
 	var opts []grpc.ServerOption
 	if keys != nil { // first: nothing runs for a caller who may not call
 		unary, stream := auth.Interceptors(auth.Options{Keys: keys, DefaultCollection: st.idx.Collections()[0].Name, Audit: logger.With("audit", true)})
@@ -291,6 +299,8 @@ func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *op
 		embeddv1.RegisterFeatureServiceServer(gs, server.NewFeatures(feats.svc, feats.svc.Monitor(), svc))
 		names = append(names, featureService)
 	}
+	embeddv1.RegisterJobServiceServer(gs, server.NewJobs(jobs, svc))
+	names = append(names, jobService)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	if c.reflection {

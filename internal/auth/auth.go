@@ -63,6 +63,11 @@ var MethodScopes = map[string]Scope{
 	"/embedd.v1.FeatureService/ListFeatures":    ScopeFeaturesRead,
 	"/embedd.v1.FeatureService/GetFeatureStats": ScopeFeaturesRead,
 
+	"/embedd.v1.JobService/StartReembed": ScopeJobs,
+	"/embedd.v1.JobService/GetJob":       ScopeJobs,
+	"/embedd.v1.JobService/ListJobs":     ScopeJobs,
+	"/embedd.v1.JobService/CancelJob":    ScopeJobs,
+
 	// Reflection shows the API's shape: any authenticated key may use it.
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      "",
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "",

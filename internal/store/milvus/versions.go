@@ -156,6 +156,14 @@ func (s *Store) ListVersions(ctx context.Context, logical string) ([]store.Versi
 // count is the number of rows of phys, as count(*) at Bounded consistency.
 func (s *Store) count(ctx context.Context, phys string) (int64, error) {
 	rs, err := s.c.Query(ctx, phys, nil, "", []string{"count(*)"}, client.WithSearchQueryConsistencyLevel(entity.ClBounded))
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), "not loaded") {
+		// Another process is creating this version (created, not yet
+		// indexed and loaded: CreateVersion loads it before it returns),
+		// so it holds nothing yet. Failing here would fail every
+		// concurrent ListVersions, such as reembed shards starting
+		// together.
+		return 0, nil
+	}
 	if err != nil {
 		return 0, s.mapErr(ctx, "count "+phys, err)
 	}
