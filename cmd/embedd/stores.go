@@ -227,7 +227,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		o.closers = append(o.closers, mv.Close)
 		opts.Vectors, opts.VectorsName = mv, "milvus"
 		probeColl := colls[0].Name
-		o.probes = append(o.probes, probe{name: "milvus", services: []string{vectorService}, check: func(ctx context.Context) error {
+		o.probes = append(o.probes, probe{name: "milvus", services: []string{vectorService, jobService}, check: func(ctx context.Context) error {
 			_, err := mv.Get(ctx, probeColl, []string{"embedd-health-probe"})
 			return err
 		}})
@@ -247,7 +247,7 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 			logger.Warn("redis unreachable at start; writes queue in the WAL", "addr", c.redisAddr, "err", err)
 		}
 		opts.Online, opts.OnlineName = rd, "redis"
-		o.probes = append(o.probes, probe{name: "redis", services: []string{vectorService}, check: rd.Ping})
+		o.probes = append(o.probes, probe{name: "redis", services: []string{vectorService, jobService}, check: rd.Ping})
 	} else {
 		opts.Online, opts.OnlineName = emb2, "embedded"
 	}
