@@ -187,7 +187,7 @@ func TestServeSensitiveFeatures(t *testing.T) {
 	if err := os.WriteFile(kpath, []byte(keys), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conn, stop := runServe(t, testServeConfig(t, "--auth-keys", kpath, "--features-dir", dir))
+	conn, stop := runServe(t, testServeConfig(t, "--auth-keys", kpath, "--features-dir", dir, "--allow-plaintext-sensitive"))
 	defer stop()
 	fc := embeddv1.NewFeatureServiceClient(conn)
 	as := func(k string) context.Context {

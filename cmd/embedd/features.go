@@ -36,6 +36,10 @@ type featureConfig struct {
 	// Key prefixes of the feature stores on Redis (with --redis-addr).
 	redisStatePrefix   string
 	redisSessionPrefix string
+	// Encryption at rest of feature state, snapshots and drift references
+	// (featurekeys.go).
+	keysFile       string
+	allowPlaintext bool
 }
 
 func (c *featureConfig) register(fs *flag.FlagSet) {
@@ -58,6 +62,8 @@ func (c *featureConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.redisStatePrefix, "redis-feature-prefix", service.DefaultRedisPrefix, "Redis key prefix of feature state hashes")
 	fs.StringVar(&c.redisSessionPrefix, "redis-session-prefix", session.DefaultRedisOptions().Prefix, "Redis key prefix of session hashes")
 	fs.StringVar(&c.driftFile, "drift-reference", "", "drift references file: loaded at start if it exists, written at shutdown (e.g. a training window's statistics)")
+	fs.StringVar(&c.keysFile, "feature-keys", "", "keyring file (mode 0600) encrypting feature state, offline snapshots' sensitive values and drift references at rest (AES-256-GCM); or its content in $"+featureKeysEnv)
+	fs.BoolVar(&c.allowPlaintext, "allow-plaintext-sensitive", false, "serve a registry with sensitive features without --feature-keys, storing their values in plaintext (logged as a warning)")
 }
 
 func loadRegistry(dir, lock string) (*registry.Registry, error) {

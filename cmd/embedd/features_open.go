@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,7 @@ import (
 	"github.com/embedd/embedd/internal/features/service"
 	"github.com/embedd/embedd/internal/features/session"
 	"github.com/embedd/embedd/internal/features/stream"
-	"github.com/embedd/embedd/internal/fsutil"
+	"github.com/embedd/embedd/internal/seal"
 	"github.com/embedd/embedd/internal/store/redis"
 )
 
@@ -58,6 +59,10 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	if err != nil {
 		return nil, err
 	}
+	keys, err := c.encryptionPolicy(freg, logger)
+	if err != nil {
+		return nil, err
+	}
 	opts := service.DefaultOptions()
 	opts.Registry, opts.Logger = freg, logger
 	opts.Window.AllowedLateness = c.allowedLateness
@@ -75,7 +80,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 			return rc.Ping(ctx).Err()
 		}})
 	}
-	if err := c.openStores(o, rc, dataDir, &opts, logger); err != nil {
+	if err := c.openStores(o, rc, dataDir, keys, &opts, logger); err != nil {
 		return nil, err
 	}
 	if c.monitor {
@@ -91,7 +96,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	if err := o.svc.RegisterMetrics(reg); err != nil {
 		return nil, err
 	}
-	if err := c.exportDrift(o, reg); err != nil {
+	if err := c.exportDrift(o, reg, keys); err != nil {
 		return nil, err
 	}
 	if err := c.startLoops(o, rc, logger); err != nil {
@@ -102,8 +107,9 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 
 // openStores sets the state, session and offline stores of opts: on Redis
 // when rc is set, else in memory (states saved under dataDir); the offline
-// layer under --offline-dir or <dataDir>/offline.
-func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDir string, opts *service.Options, logger *slog.Logger) error {
+// layer under --offline-dir or <dataDir>/offline. keys, if set, seals the
+// states and the sensitive values of snapshots.
+func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDir string, keys *seal.Keyring, opts *service.Options, logger *slog.Logger) error {
 	wcfg, err := service.WindowConfig(opts.Registry, opts.Window, opts.AsOfHorizon)
 	if err != nil {
 		return err
@@ -111,7 +117,9 @@ func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDi
 	scfg := session.DefaultConfig()
 	scfg.Timeout = c.sessionTimeout
 	if rc != nil {
-		opts.States = service.NewRedis(rc, wcfg, c.redisStatePrefix, service.StateTTL(wcfg))
+		rs := service.NewRedis(rc, wcfg, c.redisStatePrefix, service.StateTTL(wcfg))
+		rs.SetKeys(keys)
+		opts.States = rs
 		if opts.Sessions, err = session.NewRedis(rc, scfg, session.RedisOptions{Prefix: c.redisSessionPrefix}); err != nil {
 			return err
 		}
@@ -120,6 +128,7 @@ func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDi
 			return fmt.Errorf("%w: --feature-state-max-entities and --feature-state-max-bytes must be positive", errUsage)
 		}
 		mem := service.NewMemoryLimited(wcfg, service.MemoryLimits{Entities: c.stateEntities, Bytes: c.stateBytes})
+		mem.SetKeys(keys)
 		path := filepath.Join(dataDir, "features", "state.bin")
 		if err := mem.LoadFile(path); err != nil {
 			return err
@@ -139,14 +148,14 @@ func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDi
 	if offDir == "" {
 		offDir = filepath.Join(dataDir, "offline")
 	}
-	opts.Offline, err = offline.Open(offDir, 0)
+	opts.Offline, err = offline.OpenOptions(offDir, offline.Options{Keys: keys})
 	return err
 }
 
 // exportDrift exports the service's drift monitor, if any, on reg, and
 // loads its references from --drift-reference at start and writes them
-// back at shutdown.
-func (c *featureConfig) exportDrift(o *openedFeatures, reg prometheus.Registerer) error {
+// back at shutdown (sealed when keys is set: they hold raw sample values).
+func (c *featureConfig) exportDrift(o *openedFeatures, reg prometheus.Registerer, keys *seal.Keyring) error {
 	mon := o.svc.Monitor()
 	if mon == nil {
 		return nil
@@ -158,17 +167,17 @@ func (c *featureConfig) exportDrift(o *openedFeatures, reg prometheus.Registerer
 		return nil
 	}
 	path := c.driftFile
-	if f, err := os.Open(path); err == nil {
-		err = mon.LoadReferences(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("--drift-reference %s: %w", path, err)
-		}
-	} else if !os.IsNotExist(err) {
+	data, err := readDriftFile(path, keys)
+	if err != nil {
 		return err
 	}
+	if data != nil {
+		if err := mon.LoadReferences(bytes.NewReader(data)); err != nil {
+			return fmt.Errorf("--drift-reference %s: %w", path, err)
+		}
+	}
 	o.closers = append(o.closers, func() error {
-		return fsutil.WriteAtomic(path, 0o600, mon.SaveReferences) // raw sample values
+		return writeDriftFile(path, keys, mon.SaveReferences)
 	})
 	return nil
 }

@@ -68,6 +68,8 @@ Commands:
                             a collection's versions, its alias, and gc of old versions
   keys new --id ID --scopes S[,S] [--file FILE]
                             make an API key for serve --auth-keys (printed once; the file keeps its hash)
+  keys rotate-features [flags]
+                            reseal feature state, snapshots and drift references under the current --feature-keys key
   version                   print versions
 
 Run "embedd COMMAND -h" for the flags of a command.`
@@ -112,7 +114,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	case "health":
 		return cmdHealth(ctx, rest, stdout)
 	case "keys":
-		return cmdKeys(rest, stdout)
+		return cmdKeysAll(ctx, rest, stdout)
 	case "version":
 		return cmdVersion(rest, stdout, logger)
 	case "help", "-h", "--help":

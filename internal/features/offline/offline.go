@@ -9,6 +9,12 @@
 // (fsutil.WriteAtomic), so readers never see half a file.
 // Keep bounds the snapshots kept; older ones are deleted after a write.
 //
+// Sensitive values: with Options.Keys, a row marked Sensitive is written
+// with its value and null flag sealed (package seal) in the "sealed"
+// column, bound to its entity, feature and version, and value 0 and
+// is_null true in the clear, so a Parquet reader without the keys sees the
+// feature as null (seal.go).
+//
 // Reading: Open loads the newest readable snapshot into memory (an index
 // entity → feature@version → value). Memory is bounded by MaxRows (an error
 // names the file and the limit). Reload picks up a newer snapshot.
@@ -36,6 +42,7 @@ import (
 
 	"github.com/embedd/embedd/internal/features"
 	"github.com/embedd/embedd/internal/fsutil"
+	"github.com/embedd/embedd/internal/seal"
 )
 
 // Limits and defaults.
@@ -59,12 +66,31 @@ type Row struct {
 	Null     bool    `parquet:"is_null"`
 	// TimestampMicros is the time the value refers to, unix microseconds.
 	TimestampMicros int64 `parquet:"ts_micros"`
+	// Sealed is the sealed value and null flag of a sensitive row (null
+	// for the others); Value and Null are then 0 and true. Write fills it.
+	Sealed []byte `parquet:"sealed,optional"`
+	// Sensitive asks Write to seal the row's value (with Options.Keys).
+	// Not a column.
+	Sensitive bool `parquet:"-"`
+}
+
+// Options configures a Store.
+type Options struct {
+	// Keep bounds the snapshots kept. Default DefaultKeep; zero or negative
+	// means the default.
+	Keep int
+	// Keys seals the values of Sensitive rows on Write and opens sealed
+	// values on load (under any of its keys). Nil: Sensitive rows are
+	// written in plaintext, and a snapshot with sealed values fails to
+	// load naming the key id.
+	Keys *seal.Keyring
 }
 
 // Store reads and writes snapshots in one directory.
 type Store struct {
 	dir  string
 	keep int
+	keys *seal.Keyring
 
 	mu    sync.RWMutex
 	file  string // loaded snapshot, "" if none
@@ -79,13 +105,18 @@ type key struct {
 // Open opens dir (created if missing) and loads the newest snapshot, if
 // any. keep <= 0 selects DefaultKeep.
 func Open(dir string, keep int) (*Store, error) {
-	if keep <= 0 {
-		keep = DefaultKeep
+	return OpenOptions(dir, Options{Keep: keep})
+}
+
+// OpenOptions is Open with options.
+func OpenOptions(dir string, opts Options) (*Store, error) {
+	if opts.Keep <= 0 {
+		opts.Keep = DefaultKeep
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("offline: %w", err)
 	}
-	s := &Store{dir: dir, keep: keep, index: map[string]map[key]features.Value{}}
+	s := &Store{dir: dir, keep: opts.Keep, keys: opts.Keys, index: map[string]map[key]features.Value{}}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -135,7 +166,7 @@ func (s *Store) Reload() error {
 	if same {
 		return nil
 	}
-	idx, err := load(snaps[0])
+	idx, err := s.load(snaps[0])
 	if err != nil {
 		return err
 	}
@@ -145,48 +176,70 @@ func (s *Store) Reload() error {
 	return nil
 }
 
-func load(path string) (map[string]map[key]features.Value, error) {
+func (s *Store) load(path string) (map[string]map[key]features.Value, error) {
+	idx := map[string]map[key]features.Value{}
+	err := s.scan(path, func(row Row) error {
+		m := idx[row.EntityID]
+		if m == nil {
+			m = map[key]features.Value{}
+			idx[row.EntityID] = m
+		}
+		m[key{row.Feature, int(row.Version)}] = features.Value{
+			Name: row.Feature, Version: int(row.Version), Value: row.Value, Null: row.Null,
+			Timestamp: time.UnixMicro(row.TimestampMicros).UTC(), Source: features.SourceOffline,
+		}
+		return nil
+	})
+	return idx, err
+}
+
+// scan calls fn with every row of the snapshot at path, sealed values
+// opened (Sensitive set on those rows).
+func (s *Store) scan(path string, fn func(Row) error) error {
+	return s.scanRaw(path, func(row Row) error {
+		row, err := s.unsealRow(row)
+		if err != nil {
+			return fmt.Errorf("offline: %s: %w", path, err)
+		}
+		return fn(row)
+	})
+}
+
+// scanRaw calls fn with every row of the snapshot at path as stored.
+func (s *Store) scanRaw(path string, fn func(Row) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("offline: %w", err)
+		return fmt.Errorf("offline: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("offline: %w", err)
+		return fmt.Errorf("offline: %w", err)
 	}
 	pf, err := parquet.OpenFile(f, st.Size())
 	if err != nil {
-		return nil, fmt.Errorf("offline: %s: %w", path, err)
+		return fmt.Errorf("offline: %s: %w", path, err)
 	}
 	if pf.NumRows() > MaxRows {
-		return nil, fmt.Errorf("%w: %s has %d rows; limit %d", ErrTooLarge, path, pf.NumRows(), MaxRows)
+		return fmt.Errorf("%w: %s has %d rows; limit %d", ErrTooLarge, path, pf.NumRows(), MaxRows)
 	}
 	r := parquet.NewGenericReader[Row](pf)
 	defer r.Close()
-	idx := map[string]map[key]features.Value{}
 	buf := make([]Row, 1024)
 	for {
 		n, err := r.Read(buf)
 		for _, row := range buf[:n] {
-			m := idx[row.EntityID]
-			if m == nil {
-				m = map[key]features.Value{}
-				idx[row.EntityID] = m
-			}
-			m[key{row.Feature, int(row.Version)}] = features.Value{
-				Name: row.Feature, Version: int(row.Version), Value: row.Value, Null: row.Null,
-				Timestamp: time.UnixMicro(row.TimestampMicros).UTC(), Source: features.SourceOffline,
+			if err := fn(row); err != nil {
+				return err
 			}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				break
+				return nil
 			}
-			return nil, fmt.Errorf("offline: %s: %w", path, err)
+			return fmt.Errorf("offline: %s: %w", path, err)
 		}
 	}
-	return idx, nil
 }
 
 // Loaded names the snapshot in use ("" when none).
@@ -215,7 +268,22 @@ func (s *Store) Write(rows []Row, at time.Time) (string, error) {
 		return cmp.Or(strings.Compare(a.EntityID, b.EntityID), strings.Compare(a.Feature, b.Feature), cmp.Compare(a.Version, b.Version))
 	})
 	final := filepath.Join(s.dir, fmt.Sprintf("features-%d.parquet", at.UnixNano()))
-	err := fsutil.WriteAtomic(final, 0o600, func(f io.Writer) error {
+	if err := s.writeFile(final, rows); err != nil {
+		return "", err
+	}
+	if err := s.prune(); err != nil {
+		return final, err
+	}
+	return final, s.Reload()
+}
+
+// writeFile writes rows, sorted, to path atomically, sealing the values of
+// Sensitive rows when the store has keys.
+func (s *Store) writeFile(path string, rows []Row) error {
+	if err := s.sealRows(rows); err != nil {
+		return err
+	}
+	err := fsutil.WriteAtomic(path, 0o600, func(f io.Writer) error {
 		w := parquet.NewGenericWriter[Row](f, parquet.Compression(&zstd.Codec{}))
 		if _, err := w.Write(rows); err != nil {
 			return err
@@ -223,12 +291,9 @@ func (s *Store) Write(rows []Row, at time.Time) (string, error) {
 		return w.Close()
 	})
 	if err != nil {
-		return "", fmt.Errorf("offline: %w", err)
+		return fmt.Errorf("offline: %w", err)
 	}
-	if err := s.prune(); err != nil {
-		return final, err
-	}
-	return final, s.Reload()
+	return nil
 }
 
 func (s *Store) prune() error {

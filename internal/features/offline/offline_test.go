@@ -107,7 +107,7 @@ t = pq.read_table(sys.argv[1]); print(json.dumps({"cols": t.column_names, "rows"
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got.Cols) != "[entity_id feature version value is_null ts_micros]" || len(got.Rows) != 4 {
+	if fmt.Sprint(got.Cols) != "[entity_id feature version value is_null ts_micros sealed]" || len(got.Rows) != 4 {
 		t.Fatalf("pyarrow read %s", out)
 	}
 	if r := got.Rows[0]; r["entity_id"] != "u0" || r["feature"] != "amount_stddev_5m" || r["is_null"] != true {

@@ -20,9 +20,11 @@ func (s *Service) Materialize(ctx context.Context) (string, int, error) {
 	}
 	now := s.opts.Clock.Now()
 	var defs []registry.Def
+	sensitive := map[registry.Ref]bool{}
 	for _, d := range s.reg.List() {
 		if d.Status == registry.StatusActive {
 			defs = append(defs, d)
+			sensitive[d.Ref()] = d.Sensitive
 		}
 	}
 	eval, err := s.evaluator(defs)
@@ -54,7 +56,8 @@ func (s *Service) Materialize(ctx context.Context) (string, int, error) {
 				continue
 			}
 			for _, v := range vals {
-				rows = append(rows, offline.Row{EntityID: chunk[k], Feature: v.Name, Version: int32(v.Version), Value: v.Value, Null: v.Null, TimestampMicros: cmp.Or(v.Timestamp, now).UnixMicro()})
+				rows = append(rows, offline.Row{EntityID: chunk[k], Feature: v.Name, Version: int32(v.Version), Value: v.Value, Null: v.Null, TimestampMicros: cmp.Or(v.Timestamp, now).UnixMicro(),
+					Sensitive: sensitive[registry.Ref{Name: v.Name, Version: v.Version}]})
 			}
 		}
 	}

@@ -50,8 +50,14 @@
 // errors; the stores below keep only the invariants of their own state
 // (package session's, package window's), which Limits never exceed.
 //
+// Encryption at rest: with a keyring (Redis.SetKeys, Memory.SetKeys,
+// offline.Options.Keys) entity states and the values of sensitive features
+// in snapshots are sealed with AES-256-GCM (package seal); Reseal and
+// offline.Store.Reseal move them to the current key (seal.go).
+//
 // Files follow the flows: ingest.go, read.go (with cache.go),
-// materialize.go, limits.go, and metrics.go for what the service reports.
+// materialize.go, limits.go, metrics.go for what the service reports, and
+// statestore.go, memoryfile.go and seal.go for the stores.
 //
 // Concurrency: a *Service is safe for concurrent use.
 package service

@@ -1,15 +1,10 @@
 package service
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"hash/fnv"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,7 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/embedd/embedd/internal/features/window"
-	"github.com/embedd/embedd/internal/fsutil"
+	"github.com/embedd/embedd/internal/seal"
 )
 
 // StateStore keeps entity states. UpdateBatch is an atomic
@@ -69,6 +64,8 @@ type Memory struct {
 	cfg    window.Config
 	limits MemoryLimits
 	stripe [memoryStripes]sync.Mutex
+
+	keys *seal.Keyring // seals the file; nil: plaintext (SetKeys)
 
 	mu     sync.Mutex
 	states map[string][]byte
@@ -216,6 +213,7 @@ type Redis struct {
 	prefix string
 	ttl    time.Duration
 	cas    *goredis.Script
+	keys   *seal.Keyring // seals d; nil: plaintext (SetKeys)
 }
 
 // MaxRetries bounds the optimistic retries of one entity's update.
@@ -291,7 +289,7 @@ func (r *Redis) UpdateBatch(ctx context.Context, entities []string, fn func(int,
 			st := newState()
 			if d, ok := vals[0].(string); ok {
 				var err error
-				if st, err = unmarshalState([]byte(d), r.cfg); err != nil {
+				if st, err = decodeState(r.keys, entities[k], []byte(d), r.cfg); err != nil {
 					errs[k] = fmt.Errorf("entity %q: %w", entities[k], err)
 					continue
 				}
@@ -300,7 +298,7 @@ func (r *Redis) UpdateBatch(ctx context.Context, entities []string, fn func(int,
 				errs[k] = err
 				continue
 			}
-			enc, err := st.MarshalBinary()
+			enc, err := encodeState(r.keys, entities[k], st)
 			if err != nil {
 				errs[k] = err
 				continue
@@ -369,7 +367,7 @@ func (r *Redis) Load(ctx context.Context, entities []string) ([]*State, error) {
 		if !ok {
 			return // absent
 		}
-		if out[i], err = unmarshalState([]byte(data), r.cfg); err != nil {
+		if out[i], err = decodeState(r.keys, entities[i], []byte(data), r.cfg); err != nil {
 			errs[i] = fmt.Errorf("entity %q: %w", entities[i], err)
 			return
 		}
@@ -433,70 +431,4 @@ func (r *Redis) Scan(ctx context.Context, fn func(string) bool) error {
 		}
 	}
 	return r.wrap(it.Err())
-}
-
-// File format of Memory.Save: "efms", u32 count, per entity u16 id length,
-// id, u32 state length, state; then a CRC-32C of everything before.
-
-// Save writes every state to path atomically (fsutil.WriteFile), for the
-// embedded mode's restarts.
-func (m *Memory) Save(path string) error {
-	m.mu.Lock()
-	b := []byte("efms")
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.states)))
-	for id, st := range m.states {
-		b = appendString(b, id)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(st)))
-		b = append(b, st...)
-	}
-	m.mu.Unlock()
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return fsutil.WriteFile(path, b, 0o600)
-}
-
-// LoadFile replaces m's states with those saved at path; a missing file
-// leaves m empty. A corrupt file is an error and changes nothing.
-func (m *Memory) LoadFile(path string) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if len(b) < 12 || string(b[:4]) != "efms" || crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
-		return fmt.Errorf("%w: %s: bad header or checksum", errCorrupt, path)
-	}
-	r := &reader{b: b[4 : len(b)-4]}
-	n := int(r.u32())
-	// n is a claim: an entity takes at least 6 bytes (id and state lengths).
-	states := make(map[string][]byte, min(n, len(r.b)/6))
-	for range n {
-		id := r.str()
-		st := r.take(int(r.u32()))
-		if r.err != nil {
-			break
-		}
-		if _, err := unmarshalState(st, m.cfg); err != nil {
-			return fmt.Errorf("%s: entity %q: %w", path, id, err)
-		}
-		states[id] = bytes.Clone(st)
-	}
-	if r.err != nil || len(r.b) != 0 {
-		return fmt.Errorf("%w: %s: truncated", errCorrupt, path)
-	}
-	var total int64
-	for id, st := range states {
-		total += int64(len(id) + len(st))
-	}
-	if len(states) > m.limits.Entities || total > m.limits.Bytes {
-		return fmt.Errorf("%s holds %d entities in %d bytes; limits %d entities, %d bytes (--feature-state-max-entities, --feature-state-max-bytes)", path, len(states), total, m.limits.Entities, m.limits.Bytes)
-	}
-	m.mu.Lock()
-	m.states, m.bytes = states, total
-	m.mu.Unlock()
-	return nil
 }
