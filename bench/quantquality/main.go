@@ -14,7 +14,16 @@
 // ($GOROOT/src), a large body of real English prose that every machine with
 // a Go toolchain has; the selection is deterministic for a Go version.
 //
+// With -onnx, it measures model.onnx files in place of -model's pinned one
+// (e.g. variants of the q8 graph written by ./bench/quantquality/q8variants),
+// each against -reference, which is embedded once: -model's manifest gives
+// the tokenizer, inputs and outputs, and the files are not checked against
+// its sha256. It prints the comparisons of every file as a table (and
+// writes them with -json) instead of -model's quantization reports.
+//
 // Usage: go run ./bench/quantquality [-model NAME] [-reference NAME] [-n 10000] [-queries 500] [-json out.json]
+//
+//	go run ./bench/quantquality -model all-minilm-l6-v2-q8 -reference all-minilm-l6-v2 -onnx a=DIR/a/model.onnx,b=DIR/b/model.onnx
 package main
 
 import (
@@ -52,6 +61,7 @@ func main() {
 	parity := flag.String("parity", "internal/engine/testdata/parity/texts.jsonl", "parity corpus (JSONL); empty to skip")
 	out := flag.String("json", "", "write the reports as JSON to this file")
 	reference := flag.String("reference", "", "also compare -model's vectors with this model's (cosine per text, recall@k of exact search)")
+	onnxList := flag.String("onnx", "", "comma-separated LABEL=PATH (or PATH) of model.onnx files to compare with -reference in place of -model's pinned one")
 	flag.Parse()
 
 	cache := os.Getenv("EMBEDD_CACHE_DIR")
@@ -77,6 +87,13 @@ func main() {
 	sents := goSentences(*n + *nq)
 	if len(sents) < *n+*nq {
 		log.Fatalf("found %d sentences; need %d", len(sents), *n+*nq)
+	}
+	if *onnxList != "" {
+		if *reference == "" {
+			log.Fatal("-onnx needs -reference")
+		}
+		compareFiles(ctx, e, cat, opts, *model, *reference, *onnxList, sents, *n, *k, *parity, *out)
+		return
 	}
 	start := time.Now()
 	res, err := e.Embed(ctx, *model, sents, engine.EmbedOptions{Truncate: true})

@@ -117,6 +117,18 @@
 // float32 in a simulation. A non-finite weight fails the export with an
 // error naming the tensor and the element.
 //
+// Options.FP32Linears keeps chosen linears of a Q8 graph in float32, by
+// kind ("query", "key", "value", "attention_output", "intermediate",
+// "output"), by layer ("layer.N") or both ("layer.N.KIND"): each is then
+// the FP32 graph's MatMul on the float32 weight and bias Add, and its input
+// is quantized only if an int8 linear reads it too.
+// Options.FP32WordEmbeddings keeps the word table float32 (the FP32
+// graph's Gather). Selecting every linear and the word table gives the
+// FP32 graph's nodes and initializers; selecting none, the plain Q8 graph,
+// byte for byte. bench/quantquality/q8variants.sh measures what each
+// selection costs in speed and gains in fidelity to float32
+// (bench/results/q8-variants.md).
+//
 // Weights are stored as float32 raw_data initializers; linear weights are
 // stored pre-transposed to [in, out] so the graph has no runtime Transpose of
 // a weight. Node patterns follow what the PyTorch exporter emits (MatMul then

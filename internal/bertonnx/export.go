@@ -29,6 +29,9 @@ func ExportWith(w io.Writer, cfg Config, weightsPath string, opts Options) (err 
 	if err := errors.Join(cfg.Validate(), opts.Validate()); err != nil {
 		return err
 	}
+	if err := opts.validateFor(cfg); err != nil {
+		return err
+	}
 	st, err := openSafetensors(weightsPath)
 	if err != nil {
 		return err
@@ -56,6 +59,9 @@ func ExportFileWith(dst, configPath, weightsPath string, opts Options) error {
 	}
 	cfg, err := ReadConfig(configPath)
 	if err != nil {
+		return err
+	}
+	if err := opts.validateFor(cfg); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
@@ -128,7 +134,7 @@ func (g *graph) encode(w io.Writer) error {
 		ProducerVersion: proto.String(ProducerVersion),
 		DocString: proto.String(fmt.Sprintf(
 			"BertModel encoder (no pooler): %d layers, hidden %d, %d heads, intermediate %d%s",
-			g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize, g.opts.describe())),
+			g.cfg.NumHiddenLayers, g.cfg.HiddenSize, g.cfg.NumAttentionHeads, g.cfg.IntermediateSize, g.opts.describe(g.cfg.NumHiddenLayers))),
 	})
 	opsets := []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(Opset)}}
 	if g.opts.q8() {

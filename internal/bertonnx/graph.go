@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/embedd/embedd/internal/bertonnx/onnxpb"
 )
@@ -88,6 +89,9 @@ type builder struct {
 	// quantizedInputs holds, in a Q8 graph, each float tensor already
 	// quantized for the linears that read it.
 	quantizedInputs map[string]quantizedInput
+	// fp32 is, in a Q8 graph, Options.FP32Linears resolved:
+	// [layer][index in linearKinds].
+	fp32 [][]bool
 }
 
 // floatDtypes lists the safetensors dtypes accepted for weights, as error
@@ -98,7 +102,7 @@ const floatDtypes = "F32, F16 or BF16"
 // validated.
 func buildGraph(cfg Config, st *safetensors, opts Options) (*graph, error) {
 	b := &builder{cfg: cfg, opts: opts, st: st, g: graph{cfg: cfg, opts: opts}, consts: map[string]string{},
-		quantizedInputs: map[string]quantizedInput{}}
+		quantizedInputs: map[string]quantizedInput{}, fp32: opts.fp32Linears(cfg.NumHiddenLayers)}
 	prefix, ok := st.namePrefix()
 	if !ok {
 		return nil, fmt.Errorf("%w: %s (or %s%s): want %s [%d %d]", ErrMissingTensor, wordEmbeddings, bertPrefix, wordEmbeddings, floatDtypes, cfg.VocabSize, cfg.HiddenSize)
@@ -291,7 +295,8 @@ func (b *builder) embeddings() string {
 	hid := int64(c.HiddenSize)
 	s := b.matmulStorage()
 	var word, wordScale string
-	if b.opts.q8() {
+	q8Words := b.opts.q8() && !b.opts.FP32WordEmbeddings
+	if q8Words {
 		// The word table is most of the model's weights; int8 rows
 		// quarter it. The small position and token-type tables stay
 		// float32.
@@ -304,7 +309,7 @@ func (b *builder) embeddings() string {
 	lnScale, lnBias := b.layerNorm("embeddings.LayerNorm", hid)
 
 	var we string
-	if b.opts.q8() {
+	if q8Words {
 		we = b.gatherQ8("/embeddings/word_embeddings", word, wordScale, InputIDs)
 	} else {
 		we = b.op("/embeddings/word_embeddings/Gather", "Gather", "", []string{word, InputIDs})
@@ -352,10 +357,11 @@ func (b *builder) extendedMask() string {
 }
 
 // linear builds x·Wᵀ + bias for the nn.Linear at hf (weights "hf.weight" and
-// "hf.bias") with nodes named under path, in the precision of the matmuls
-// (linearQ8 in a Q8 graph).
-func (b *builder) linear(x, hf, path string, in, out int64) string {
-	if b.opts.q8() {
+// "hf.bias"), the linear kind (one of linearKinds) of layer, with nodes
+// named under path, in the precision of the matmuls (linearQ8 in a Q8
+// graph, unless Options.FP32Linears keeps it float32).
+func (b *builder) linear(x, hf, path string, layer int, kind string, in, out int64) string {
+	if b.opts.q8() && !b.fp32[layer][slices.Index(linearKinds, kind)] {
 		return b.linearQ8(x, hf, path, in, out)
 	}
 	w := b.linearWeight(hf+".weight", out, in)
@@ -385,7 +391,7 @@ func (b *builder) layer(i int, x, mask, out string) string {
 	// (perm 0,2,1,3) or, for keys, [batch, heads, head, sequence] (0,2,3,1).
 	heads4 := func(name string, perm ...int64) string {
 		p := path + "/attention/self/" + name
-		y := b.linear(xm, hf+".attention.self."+name, p, hid, hid)
+		y := b.linear(xm, hf+".attention.self."+name, p, i, name, hid, hid)
 		y = b.op(p+"/Reshape", "Reshape", "", []string{y, splitShape})
 		return b.op(p+"/Transpose", "Transpose", "", []string{y}, intsAttr("perm", perm...))
 	}
@@ -414,14 +420,14 @@ func (b *builder) layer(i int, x, mask, out string) string {
 	ctx = b.op(p+"/Transpose", "Transpose", "", []string{ctx}, intsAttr("perm", 0, 2, 1, 3))
 	ctx = b.op(p+"/Reshape", "Reshape", "", []string{ctx, mergeShape})
 
-	a := b.residualNorm(ctx, x, hf+".attention.output", path+"/attention/output", hid, hid, "")
+	a := b.residualNorm(ctx, x, hf+".attention.output", path+"/attention/output", i, "attention_output", hid, hid, "")
 
 	p = path + "/intermediate"
 	am := a
 	if fp16 {
 		am = b.cast(p+"/Cast", a, dataTypeFloat16)
 	}
-	u := b.linear(am, hf+".intermediate.dense", p+"/dense", hid, inter)
+	u := b.linear(am, hf+".intermediate.dense", p+"/dense", i, "intermediate", hid, inter)
 	// GELU(u) = u * 0.5 * (1 + erf(u / sqrt 2)), in the Div/Erf/Add/Mul/Mul
 	// form that onnxruntime fuses into Gelu (BiasGelu with the bias Add),
 	// in the precision of the matmuls.
@@ -431,14 +437,14 @@ func (b *builder) layer(i int, x, mask, out string) string {
 	g = b.op(p+"/Mul", "Mul", "", []string{u, g})
 	g = b.op(p+"/Mul_1", "Mul", "", []string{g, b.constMatmul("0.5", 0.5)})
 
-	return b.residualNorm(g, a, hf+".output", path+"/output", inter, hid, out)
+	return b.residualNorm(g, a, hf+".output", path+"/output", i, "output", inter, hid, out)
 }
 
 // residualNorm builds LayerNorm(dense(x) + residual) for a BertSelfOutput
-// or BertOutput block at hf; x is in the precision of the matmuls, residual
-// and the result are float32.
-func (b *builder) residualNorm(x, residual, hf, path string, in, out int64, name string) string {
-	y := b.linear(x, hf+".dense", path+"/dense", in, out)
+// or BertOutput block at hf, whose dense is the linear kind of layer; x is
+// in the precision of the matmuls, residual and the result are float32.
+func (b *builder) residualNorm(x, residual, hf, path string, layer int, kind string, in, out int64, name string) string {
+	y := b.linear(x, hf+".dense", path+"/dense", layer, kind, in, out)
 	if b.opts.fp16() {
 		y = b.cast(path+"/Cast", y, dataTypeFloat)
 	}
