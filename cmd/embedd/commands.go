@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/embedd/embedd/internal/accel"
@@ -290,13 +291,18 @@ func cmdModelsExport(args []string, stdout io.Writer) error {
 	precision := fs.String("precision", string(bertonnx.FP32), "fp32; fp16: float16 weights and matmuls, float32 LayerNorm, softmax and pooling (for GPUs); or q8: dynamic int8, int8 weights per output channel and activations per token (for CPUs with VNNI)")
 	pooling := fs.String("pooling", string(bertonnx.PoolNone), "none (output last_hidden_state), or mean or cls (output sentence_embedding)")
 	normalize := fs.Bool("normalize", false, "L2-normalize sentence_embedding and add the sentence_norm output (needs --pooling mean or cls)")
+	fp32Linears := fs.String("fp32-linears", "", "q8: comma-separated linears kept fp32: kinds (query, key, value, attention_output, intermediate, output), layer.N or layer.N.KIND")
+	fp32Words := fs.Bool("fp32-word-embeddings", false, "q8: keep the word embeddings fp32")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *config == "" || *weights == "" || *out == "" {
 		return fmt.Errorf("%w: models export needs --config, --weights and --out", errUsage)
 	}
-	opts := bertonnx.Options{Precision: bertonnx.Precision(*precision), Pooling: bertonnx.Pooling(*pooling), Normalize: *normalize}
+	opts := bertonnx.Options{Precision: bertonnx.Precision(*precision), Pooling: bertonnx.Pooling(*pooling), Normalize: *normalize, FP32WordEmbeddings: *fp32Words}
+	if *fp32Linears != "" {
+		opts.FP32Linears = strings.Split(*fp32Linears, ",")
+	}
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}

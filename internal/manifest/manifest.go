@@ -155,6 +155,12 @@ type Derive struct {
 	// Normalize L2-normalizes the pooled vector inside the graph, which
 	// then also outputs each vector's norm; it needs Pooling mean or cls.
 	Normalize bool `yaml:"normalize"`
+	// FP32Linears keeps these linears of a q8 graph in fp32: kinds
+	// (query, key, value, attention_output, intermediate, output),
+	// layer.N or layer.N.KIND (bertonnx.Options.FP32Linears validates).
+	FP32Linears []string `yaml:"fp32_linears"`
+	// FP32WordEmbeddings keeps a q8 graph's word embeddings fp32.
+	FP32WordEmbeddings bool `yaml:"fp32_word_embeddings"`
 }
 
 // ExporterBERT builds an ONNX BERT encoder from config.json and safetensors.
@@ -278,6 +284,9 @@ func (m *Model) validateExport(name string, d *Derive) error {
 	case "", PrecisionFP32, PrecisionFP16, PrecisionQ8:
 	default:
 		return m.invalid("file %s: derive precision %q: want %q, %q or %q", name, d.Precision, PrecisionFP32, PrecisionFP16, PrecisionQ8)
+	}
+	if (len(d.FP32Linears) > 0 || d.FP32WordEmbeddings) && d.Precision != PrecisionQ8 {
+		return m.invalid("file %s: derive fp32_linears and fp32_word_embeddings need precision %q", name, PrecisionQ8)
 	}
 	switch Pooling(d.Pooling) {
 	case "", PoolNone:

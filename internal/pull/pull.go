@@ -140,9 +140,11 @@ func (p *Puller) fetch(ctx context.Context, dir string, f manifest.File) error {
 // manifest and the exporter spell the values the same, and both validate them.
 func exportOptions(d *manifest.Derive) bertonnx.Options {
 	return bertonnx.Options{
-		Precision: bertonnx.Precision(d.Precision),
-		Pooling:   bertonnx.Pooling(d.Pooling),
-		Normalize: d.Normalize,
+		Precision:          bertonnx.Precision(d.Precision),
+		Pooling:            bertonnx.Pooling(d.Pooling),
+		Normalize:          d.Normalize,
+		FP32Linears:        d.FP32Linears,
+		FP32WordEmbeddings: d.FP32WordEmbeddings,
 	}
 }
 
