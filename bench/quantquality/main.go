@@ -52,18 +52,9 @@ import (
 	"github.com/embedd/embedd/models"
 )
 
-func main() {
-	model := flag.String("model", models.Default, "model to embed with")
-	n := flag.Int("n", 10000, "database size")
-	nq := flag.Int("queries", 500, "number of queries")
-	k := flag.Int("k", 10, "recall@k")
-	factor := flag.Int("rescore", 4, "binary rescoring factor")
-	parity := flag.String("parity", "internal/engine/testdata/parity/texts.jsonl", "parity corpus (JSONL); empty to skip")
-	out := flag.String("json", "", "write the reports as JSON to this file")
-	reference := flag.String("reference", "", "also compare -model's vectors with this model's (cosine per text, recall@k of exact search)")
-	onnxList := flag.String("onnx", "", "comma-separated LABEL=PATH (or PATH) of model.onnx files to compare with -reference in place of -model's pinned one")
-	flag.Parse()
-
+// newEngine starts the engine on the cache's runtime and the built-in
+// catalog, sized to embed a whole set in one call.
+func newEngine() (*engine.Engine, *manifest.Catalog, engine.Options) {
 	cache := os.Getenv("EMBEDD_CACHE_DIR")
 	if cache == "" {
 		d, _ := os.UserCacheDir()
@@ -80,7 +71,22 @@ func main() {
 	opts.CacheDir = cache
 	opts.MaxTexts = 1 << 20
 	opts.Batch.QueueSize = 1 << 20 // one call embeds the whole set
-	e := engine.New(cat, opts)
+	return engine.New(cat, opts), cat, opts
+}
+
+func main() {
+	model := flag.String("model", models.Default, "model to embed with")
+	n := flag.Int("n", 10000, "database size")
+	nq := flag.Int("queries", 500, "number of queries")
+	k := flag.Int("k", 10, "recall@k")
+	factor := flag.Int("rescore", 4, "binary rescoring factor")
+	parity := flag.String("parity", "internal/engine/testdata/parity/texts.jsonl", "parity corpus (JSONL); empty to skip")
+	out := flag.String("json", "", "write the reports as JSON to this file")
+	reference := flag.String("reference", "", "also compare -model's vectors with this model's (cosine per text, recall@k of exact search)")
+	onnxList := flag.String("onnx", "", "comma-separated LABEL=PATH (or PATH) of model.onnx files to compare with -reference in place of -model's pinned one")
+	flag.Parse()
+
+	e, cat, opts := newEngine()
 	defer e.Close()
 	ctx := context.Background()
 
