@@ -13,6 +13,7 @@ import (
 
 	"github.com/embedd/embedd/internal/bertonnx"
 	"github.com/embedd/embedd/internal/manifest"
+	"github.com/embedd/embedd/internal/pull"
 	"github.com/embedd/embedd/internal/testassets"
 	"github.com/embedd/embedd/internal/tokenize"
 )
@@ -377,11 +378,7 @@ func TestRealExportsMatchManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := bertonnx.Options{
-				Precision: bertonnx.Precision(f.Derive.Precision),
-				Pooling:   bertonnx.Pooling(f.Derive.Pooling),
-				Normalize: f.Derive.Normalize,
-			}
+			opts := pull.ExportOptions(f.Derive)
 			h := &sizedHash{Hash: sha256.New()}
 			if err := bertonnx.ExportWith(h, cfg, filepath.Join(dir, f.Derive.Weights), opts); err != nil {
 				t.Fatal(err)

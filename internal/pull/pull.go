@@ -110,7 +110,7 @@ func (p *Puller) fetch(ctx context.Context, dir string, f manifest.File) error {
 			if err != nil {
 				return err
 			}
-			return bertonnx.ExportWith(w, cfg, filepath.Join(dir, f.Derive.Weights), exportOptions(f.Derive))
+			return bertonnx.ExportWith(w, cfg, filepath.Join(dir, f.Derive.Weights), ExportOptions(f.Derive))
 		})
 		return err
 	}
@@ -136,9 +136,11 @@ func (p *Puller) fetch(ctx context.Context, dir string, f manifest.File) error {
 	return fmt.Errorf("%w: %w", ErrNoSource, errors.Join(errs...))
 }
 
-// exportOptions maps a manifest's derive step to the exporter's options; the
-// manifest and the exporter spell the values the same, and both validate them.
-func exportOptions(d *manifest.Derive) bertonnx.Options {
+// ExportOptions maps a manifest's derive step to the exporter's options (the
+// one mapping: models pull and the exporter's pin test use it); the
+// manifest and the exporter spell the values the same, and both validate
+// them.
+func ExportOptions(d *manifest.Derive) bertonnx.Options {
 	return bertonnx.Options{
 		Precision:          bertonnx.Precision(d.Precision),
 		Pooling:            bertonnx.Pooling(d.Pooling),
