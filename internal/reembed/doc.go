@@ -25,7 +25,10 @@
 //     whatever order the concurrent upserts finish in. A process killed at
 //     any moment (SIGKILL included) and restarted with the same arguments
 //     resumes at its last checkpoint and upserts again at most the batches
-//     that were in flight; upserts are idempotent by id, so each id ends up
+//     upserted but not yet committed: at most InFlight+2 (the one the
+//     committer waits on, its queue of InFlight, and one the producer hands
+//     to an upserter before it can queue it); upserts are idempotent by
+//     id, so each id ends up
 //     in the version exactly once. The dead-letter file is truncated back to
 //     the size the checkpoint recorded, so its lines are not repeated either.
 //   - Deterministic partition: a record belongs to shard
