@@ -12,6 +12,8 @@
 #   server     gRPC server under load (scripts/bench-server.sh)
 #   stores     upsert pipeline, Redis, embedded and Milvus search (make services)
 #   features   ingest, GetFeatures in process and over gRPC (make services)
+#   reembed    embedd reembed end to end vs the engine alone, same texts
+#              (EMBEDD_REEMBED_N short texts, default 10,000; embedded store)
 #   parity     engine vs the Python reference pipeline (TestParity, about 1 min)
 #   exporter   tools/bertonnx/verify.py and verify_variants.py: the exported
 #              graphs vs an independent numpy BertModel (about 10 min on 2 cores)
@@ -27,7 +29,7 @@ mkdir -p "$out"
 py=$(scripts/pyenv.sh)
 export EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1
 
-all=(tokenizer quant memory cache server stores features parity exporter)
+all=(tokenizer quant memory cache server stores features reembed parity exporter)
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=("${all[@]}")
 for s in "${sections[@]}"; do
@@ -84,6 +86,11 @@ bench_features() {
   go test -run '^$' -bench 'Ingest|GetFeatures' -benchtime 2s ./internal/features/service | tee "$out/features.txt"
   echo "== features: GetFeatures over gRPC (loopback, client in the same process)"
   go test -run '^$' -bench GetFeaturesRPC -benchtime 2s ./internal/server | tee -a "$out/features.txt"
+}
+
+bench_reembed() {
+  echo "== reembed: job items/s end to end vs the engine alone (same texts, same run)"
+  go test -run '^$' -bench BenchmarkReembed -benchtime 1x -timeout 60m ./cmd/embedd | tee "$out/reembed.txt"
 }
 
 bench_parity() {

@@ -15,7 +15,7 @@ import (
 	"github.com/embedd/embedd/internal/testassets"
 )
 
-func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
+func runCLI(t testing.TB, stdin string, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	err := run(context.Background(), args, strings.NewReader(stdin), &out, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +58,7 @@ type backend struct {
 	concurrent bool
 }
 
-func backends(t *testing.T) []backend {
+func backends(t testing.TB) []backend {
 	out := []backend{{name: "embedded", flags: []string{"--milvus-addr", "", "--redis-addr", ""}}}
 	m, r := os.Getenv("EMBEDD_MILVUS_ADDR"), os.Getenv("EMBEDD_REDIS_ADDR")
 	if m == "" || r == "" {
@@ -72,7 +74,7 @@ func backends(t *testing.T) []backend {
 
 // reembedCorpus writes n short texts as JSONL (and one record without
 // text, which goes to the dead-letter file) and returns id -> text.
-func reembedCorpus(t *testing.T, dir string, n int) (string, map[string]string) {
+func reembedCorpus(t testing.TB, dir string, n int) (string, map[string]string) {
 	t.Helper()
 	var b strings.Builder
 	texts := map[string]string{}
@@ -383,62 +385,68 @@ func TestCollectionsCommands(t *testing.T) {
 	}
 }
 
-// TestReembedThroughput (EMBEDD_REEMBED_BENCH=1): items/s of a job of
-// 10,000 short texts from a JSONL file into the embedded store, against the
-// engine's own rate on the same texts in the same run (batches of 256 at
-// bulk priority, 4 in flight, as the job sends them).
-func TestReembedThroughput(t *testing.T) {
-	if os.Getenv("EMBEDD_REEMBED_BENCH") != "1" {
-		t.Skip("set EMBEDD_REEMBED_BENCH=1 to measure")
+// BenchmarkReembed (make bench, section reembed): items/s of a job of
+// EMBEDD_REEMBED_N short texts (default 10,000) from a JSONL file into the
+// embedded store, against the engine's own rate on the same texts in the
+// same run (batches of 256 at bulk priority, 4 in flight, as the job sends
+// them). One iteration is the whole job.
+func BenchmarkReembed(b *testing.B) {
+	testassets.Runtime(b)
+	testassets.Model(b, newModel)
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("EMBEDD_REEMBED_N")); err == nil && v > 0 {
+		n = v
 	}
-	testassets.Runtime(t)
-	testassets.Model(t, newModel)
-	dir := t.TempDir()
-	src, texts := reembedCorpus(t, dir, 10000)
+	dir := b.TempDir()
+	src, texts := reembedCorpus(b, dir, n)
+	all := slices.Collect(maps.Values(texts))
+	raw := engineRate(b, all)
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		out, err := runCLI(b, "", append(reembedArgs(filepath.Join(dir, fmt.Sprint("data", i)), "bench", newModel, backends(b)[0]), src)...)
+		job := float64(len(all)) / time.Since(start).Seconds()
+		if err == nil || errors.Is(err, errUsage) { // the corpus has bad records: exit 1
+			b.Fatalf("job: %v\n%s", err, out)
+		}
+		b.ReportMetric(raw, "engine-texts/s")
+		b.ReportMetric(job, "job-items/s")
+		b.ReportMetric(100*job/raw, "job-%-of-engine")
+	}
+}
+
+// engineRate embeds texts with the engine alone, as the job sends them,
+// and returns texts/s.
+func engineRate(b *testing.B, texts []string) float64 {
 	var c reembedConfig
 	fs := newFlagSet("reembed", "")
 	c.register(fs)
 	if err := c.common.parse(fs, []string{"--cache-dir", testassets.CacheDir(), "--threads", "2"}); err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	eng, err := c.engine(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
-	all := slices.Collect(func(y func(string) bool) {
-		for _, s := range texts {
-			if !y(s) {
-				return
-			}
-		}
-	})
+	defer eng.Close()
 	ctx := context.Background()
-	if _, err := eng.Embed(ctx, newModel, all[:256], engineBulk()); err != nil { // load and warm up
-		t.Fatal(err)
+	if _, err := eng.Embed(ctx, newModel, texts[:256], engineBulk()); err != nil { // load and warm up
+		b.Fatal(err)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
-	for chunk := range slices.Chunk(all, 256) {
+	for chunk := range slices.Chunk(texts, 256) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if _, err := eng.Embed(ctx, newModel, chunk, engineBulk()); err != nil {
-				t.Error(err)
+				b.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	raw := float64(len(all)) / time.Since(start).Seconds()
-	eng.Close()
-	start = time.Now()
-	out, err := runCLI(t, "", append(reembedArgs(filepath.Join(dir, "data"), "bench", newModel, backends(t)[0]), src)...)
-	job := float64(len(all)) / time.Since(start).Seconds()
-	if err == nil || errors.Is(err, errUsage) {
-		t.Fatalf("job: %v\n%s", err, out)
-	}
-	t.Logf("%s", out)
-	t.Logf("engine %.0f texts/s; job end to end (model load, source, both stores, checkpoints) %.0f items/s = %.0f%% of the engine", raw, job, 100*job/raw)
+	return float64(len(texts)) / time.Since(start).Seconds()
 }
 
 func engineBulk() engine.EmbedOptions {

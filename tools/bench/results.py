@@ -9,7 +9,7 @@ table per section, from every <section>.json present, so a partial run
 updates its own sections and keeps the others.
 
 Usage: results.py [--out bench/out] [--results bench/results] SECTION...
-Sections: tokenizer quant memory server stores features parity exporter.
+Sections: tokenizer quant memory cache server stores features reembed parity exporter.
 Only Python's standard library is used. Never edit the outputs by hand.
 """
 
@@ -26,13 +26,14 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SECTIONS = ["tokenizer", "quant", "memory", "cache", "server", "stores", "features", "parity", "exporter"]
+SECTIONS = ["tokenizer", "quant", "memory", "cache", "server", "stores", "features", "reembed", "parity", "exporter"]
 TITLES = {
     "tokenizer": "Tokenizer throughput: Go vs Hugging Face tokenizers",
     "quant": "Quantization: kernels and quality on real embeddings",
     "memory": "Engine memory over 10,000 batches",
     "cache": "Embedding cache: no-repeat overhead, Zipf speedup, cost per text",
     "server": "gRPC server under load",
+    "reembed": "embedd reembed end to end vs the engine alone",
     "stores": "Stores: upsert pipeline, Redis, embedded and Milvus search",
     "features": "Features: ingest and GetFeatures",
     "parity": "Embedding parity: engine vs the Python reference pipeline",
@@ -138,6 +139,10 @@ def server(out: pathlib.Path) -> list[dict]:
         verdict = "" if t.get("met") is None else (" (target %s: %s)" % (t["target"], "met" if t["met"] else "MISSED"))
         rows.append(row(t["what"].strip() + ": " + t["measured"] + verdict, t["value"], t["unit"].strip()))
     return rows
+
+
+def reembed(out: pathlib.Path) -> list[dict]:
+    return go_bench(out / "reembed.txt")
 
 
 def stores(out: pathlib.Path) -> list[dict]:
