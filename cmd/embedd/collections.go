@@ -34,6 +34,17 @@ func (catalogOnly) Embed(context.Context, string, []string, engine.EmbedOptions)
 	return nil, errors.New("collections commands do not embed")
 }
 
+// openVersions opens collection's stores and index for a command that
+// reads or swaps versions without embedding (collections, reembed
+// finalize).
+func openVersions(ctx context.Context, c *common, st *storeConfig, model, collection string, logger *slog.Logger) (*jobTarget, error) {
+	cat, err := c.catalog()
+	if err != nil {
+		return nil, err
+	}
+	return openTarget(ctx, st, catalogOnly{cat}, model, []string{collection}, logger)
+}
+
 // collectionsConfig is every setting of the collections commands.
 type collectionsConfig struct {
 	common
@@ -83,11 +94,7 @@ func cmdCollections(ctx context.Context, args []string, stdout io.Writer, logger
 	if c.keep < 0 {
 		return fmt.Errorf("%w: --keep %d must be >= 0", errUsage, c.keep)
 	}
-	cat, err := c.catalog()
-	if err != nil {
-		return err
-	}
-	t, err := openTarget(ctx, &c.stores, catalogOnly{cat}, c.model, []string{c.collection}, logger)
+	t, err := openVersions(ctx, &c.common, &c.stores, c.model, c.collection, logger)
 	if err != nil {
 		return err
 	}

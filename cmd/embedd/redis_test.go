@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,20 +84,15 @@ func TestServeRedisTLSACL(t *testing.T) {
 	testassets.Model(t, "all-minilm-l6-v2-int8")
 	dir := t.TempDir()
 	ca := tlsconftest.NewCA(t, "redis CA")
-	file := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		tlsconftest.Write(t, p, data)
-		return p
-	}
 	sc, sk := ca.Issue(t, "redis", 1)
 	cc, ck := ca.Issue(t, "embedd", 2)
-	caFile := file("ca.crt", ca.PEM)
+	caFile := tlsconftest.WriteIn(t, dir, "ca.crt", ca.PEM)
 	port := testassets.FreePort(t)
 	testassets.RedisServer(t, port, t.TempDir(), "--port", "0", "--tls-port", strconv.Itoa(port),
-		"--tls-cert-file", file("redis.crt", sc), "--tls-key-file", file("redis.key", sk), "--tls-ca-cert-file", caFile, "--tls-auth-clients", "yes",
+		"--tls-cert-file", tlsconftest.WriteIn(t, dir, "redis.crt", sc), "--tls-key-file", tlsconftest.WriteIn(t, dir, "redis.key", sk), "--tls-ca-cert-file", caFile, "--tls-auth-clients", "yes",
 		"--user", "default", "off", "--user", "embedd", "on", ">s3cret-pw", "~*", "&*", "+@all")
 	args := []string{"--redis-addr", fmt.Sprintf("127.0.0.1:%d", port), "--redis-user", "embedd", "--redis-tls-ca", caFile,
-		"--redis-tls-cert", file("client.crt", cc), "--redis-tls-key", file("client.key", ck)}
+		"--redis-tls-cert", tlsconftest.WriteIn(t, dir, "client.crt", cc), "--redis-tls-key", tlsconftest.WriteIn(t, dir, "client.key", ck)}
 	c := testServeConfig(t, append(args, "--redis-password", "s3cret-pw")...)
 	conn, stop := runServe(t, c)
 	fc := embeddv1.NewFeatureServiceClient(conn)

@@ -322,11 +322,7 @@ func cmdReembedFinalize(ctx context.Context, args []string, stdout io.Writer, lo
 	if err := c.common.parse(fs, args); err != nil {
 		return err
 	}
-	cat, err := c.catalog()
-	if err != nil {
-		return err
-	}
-	t, err := openTarget(ctx, &c.stores, catalogOnly{cat}, c.model, []string{c.collection}, logger)
+	t, err := openVersions(ctx, &c.common, &c.stores, c.model, c.collection, logger)
 	if err != nil {
 		return err
 	}

@@ -34,14 +34,9 @@ func TestServeMutualTLS(t *testing.T) {
 	testassets.Model(t, "all-minilm-l6-v2-int8")
 	dir := t.TempDir()
 	serverCA, clientCA := tlsconftest.NewCA(t, "server CA"), tlsconftest.NewCA(t, "client CA")
-	file := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		tlsconftest.Write(t, p, data)
-		return p
-	}
 	sc, sk := serverCA.Issue(t, "embedd", 1)
 	cc, ck := clientCA.Issue(t, "recommender", 2)
-	args := []string{"--tls-cert", file("tls.crt", sc), "--tls-key", file("tls.key", sk), "--tls-client-ca", file("client-ca.crt", clientCA.PEM), "--features=false"}
+	args := []string{"--tls-cert", tlsconftest.WriteIn(t, dir, "tls.crt", sc), "--tls-key", tlsconftest.WriteIn(t, dir, "tls.key", sk), "--tls-client-ca", tlsconftest.WriteIn(t, dir, "client-ca.crt", clientCA.PEM), "--features=false"}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	served := make(chan error, 1)
@@ -95,8 +90,8 @@ func TestServeMutualTLS(t *testing.T) {
 		t.Error(err)
 	}
 	var out bytes.Buffer
-	err = cmdHealth(ctx, []string{"--addr", addrs[0], "--tls-ca", file("server-ca.crt", serverCA.PEM),
-		"--tls-cert", file("client.crt", cc), "--tls-key", file("client.key", ck)}, &out)
+	err = cmdHealth(ctx, []string{"--addr", addrs[0], "--tls-ca", tlsconftest.WriteIn(t, dir, "server-ca.crt", serverCA.PEM),
+		"--tls-cert", tlsconftest.WriteIn(t, dir, "client.crt", cc), "--tls-key", tlsconftest.WriteIn(t, dir, "client.key", ck)}, &out)
 	if err != nil || out.String() != "SERVING\n" {
 		t.Errorf("embedd health over mTLS: %q, %v", out.String(), err)
 	}
