@@ -36,6 +36,7 @@ type storeConfig struct {
 	milvusUser        string
 	milvusPassword    string
 	milvusTLS         bool
+	milvusTLSFiles    clientTLS
 	milvusTimeout     time.Duration
 	redisPrefix       string
 	entityTTL         time.Duration
@@ -60,6 +61,7 @@ func (c *storeConfig) dir() string {
 func (c *storeConfig) register(fs *flag.FlagSet) {
 	m := milvus.DefaultOptions()
 	r := redis.DefaultOptions()
+	c.redisTLS.flagPrefix, c.milvusTLSFiles.flagPrefix = "redis-", "milvus-"
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory of the embedded store and the WAL (default: $XDG_DATA_HOME/embedd or ~/.local/share/embedd)")
 	fs.StringVar(&c.collections, "collections", "default", "comma-separated collections, each NAME or NAME=MODEL (bare names use --model); the first is the default")
 	fs.StringVar(&c.milvusAddr, "milvus-addr", "", "Milvus host:port for vectors; empty uses the embedded store")
@@ -75,6 +77,10 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.milvusUser, "milvus-user", "", "Milvus user (authorizationEnabled)")
 	fs.StringVar(&c.milvusPassword, "milvus-password", "", "Milvus password (prefer EMBEDD_MILVUS_PASSWORD; never logged)")
 	fs.BoolVar(&c.milvusTLS, "milvus-tls", false, "connect to Milvus over TLS (server verified against the system roots)")
+	fs.StringVar(&c.milvusTLSFiles.ca, "milvus-tls-ca", "", "PEM CA bundle of the Milvus server's certificate: connect over TLS")
+	fs.StringVar(&c.milvusTLSFiles.cert, "milvus-tls-cert", "", "PEM client certificate for Milvus (tlsMode 2, mutual TLS)")
+	fs.StringVar(&c.milvusTLSFiles.key, "milvus-tls-key", "", "PEM private key of --milvus-tls-cert")
+	fs.StringVar(&c.milvusTLSFiles.serverName, "milvus-tls-server-name", "", "name to verify the Milvus certificate against (default: the host of --milvus-addr)")
 	fs.DurationVar(&c.milvusTimeout, "milvus-timeout", 30*time.Second, "deadline of every Milvus call; a hung Milvus fails the request UNAVAILABLE")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", r.Prefix, "Redis key prefix of entity hashes")
 	fs.DurationVar(&c.entityTTL, "entity-ttl", 0, "TTL of online entity rows; 0 keeps them")
@@ -220,6 +226,13 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		mo := milvus.DefaultOptions()
 		mo.Address, mo.Index, mo.Metric, mo.Consistency = c.milvusAddr, c.milvusIndex, c.milvusMetric, c.milvusConsistency
 		mo.Username, mo.Password, mo.TLS, mo.CallTimeout = c.milvusUser, c.milvusPassword, c.milvusTLS, c.milvusTimeout
+		if f := c.milvusTLSFiles; f.ca != "" || f.cert != "" || f.key != "" {
+			cfg, err := f.config()
+			if err != nil {
+				return nil, fmt.Errorf("milvus TLS: %w", err)
+			}
+			mo.TLSConfig = cfg
+		}
 		mv, err := milvus.New(ctx, mo)
 		if err != nil {
 			return nil, fmt.Errorf("milvus at %s: %w", c.milvusAddr, err)

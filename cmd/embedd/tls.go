@@ -87,6 +87,9 @@ func isLoopback(addr string) bool {
 // clientTLS are the flags of a command that connects to a server.
 type clientTLS struct {
 	ca, cert, key, serverName string
+	// flagPrefix names the flags in errors: "" for --tls-*, "redis-" for
+	// --redis-tls-*.
+	flagPrefix string
 }
 
 func (t *clientTLS) register(fs *flag.FlagSet) {
@@ -112,7 +115,7 @@ func (t *clientTLS) credentials() (credentials.TransportCredentials, error) {
 // config is the client TLS configuration of the flags.
 func (t *clientTLS) config() (*tls.Config, error) {
 	if (t.cert == "") != (t.key == "") {
-		return nil, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+		return nil, fmt.Errorf("%w: --%[2]stls-cert and --%[2]stls-key go together", errUsage, t.flagPrefix)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.serverName}
 	if t.ca != "" {
@@ -122,13 +125,13 @@ func (t *clientTLS) config() (*tls.Config, error) {
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", t.ca)
+			return nil, fmt.Errorf("--%stls-ca %s holds no PEM certificate", t.flagPrefix, t.ca)
 		}
 	}
 	if t.cert != "" {
 		pair, err := tls.LoadX509KeyPair(t.cert, t.key)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-cert %s with --tls-key %s: %w", t.cert, t.key, err)
+			return nil, fmt.Errorf("--%[1]stls-cert %[2]s with --%[1]stls-key %[3]s: %[4]w", t.flagPrefix, t.cert, t.key, err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}

@@ -77,6 +77,13 @@ func (x *Index) live(ctx context.Context, c *Collection) (target, error) {
 	}
 	info, err := x.vs.LiveVersion(ctx, c.Name)
 	if err != nil {
+		if ok && errors.Is(err, store.ErrUnavailable) {
+			// The store cannot say now; the last resolution stands, so
+			// writes still reach the WAL (durable) and the online store
+			// still serves reads. A swap made during the outage is seen
+			// when the store answers again.
+			return t, nil
+		}
 		return target{}, fmt.Errorf("%s: %w", x.opts.VectorsName, err)
 	}
 	if t, err = x.bind(ctx, c, info); err != nil {
@@ -104,6 +111,9 @@ func (x *Index) version(ctx context.Context, c *Collection, v string) (target, e
 	}
 	infos, err := x.Versions(ctx, c.Name)
 	if err != nil {
+		if ok && errors.Is(err, store.ErrUnavailable) {
+			return t, nil // as in live
+		}
 		return target{}, err
 	}
 	i := slices.IndexFunc(infos, func(i store.VersionInfo) bool { return i.Version == v })
