@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // RunFunc computes one batch. It returns one output per input, in order;
@@ -51,6 +53,8 @@ type Batcher[In, Out any] struct {
 	timeoutErr error // ErrRunTimeout naming Options.RunTimeout
 	workers    sync.WaitGroup
 	done       chan struct{} // closed when the queue is drained and every goroutine has exited
+
+	spanAttrs []attribute.KeyValue // Options.SpanAttributes, for each batch span
 }
 
 // item is one admitted input and its reply slot. Items are pooled: a caller
@@ -99,6 +103,9 @@ func New[In, Out any](run RunFunc[In, Out], opts Options) (*Batcher[In, Out], er
 		work:   make(chan *batch[In, Out], opts.Workers),
 		free:   make(chan *batch[In, Out], opts.Workers),
 		done:   make(chan struct{}),
+	}
+	if opts.Tracer != nil {
+		b.spanAttrs = opts.SpanAttributes.ToSlice()
 	}
 	b.items.New = func() any { return &item[In, Out]{reply: make(chan result[Out], 1)} }
 	b.runCtx, b.stopRun = context.WithCancelCause(context.Background())

@@ -97,6 +97,15 @@
 // ErrPanic); the Batcher keeps running. A RunFunc that returns the wrong
 // number of outputs or errors fails its batch with ErrBadOutput.
 //
+// # Tracing
+//
+// With Options.Tracer set, each RunFunc call is a span (trace.go): the
+// root of its own trace, since it serves many requests, linked to the span
+// found in each of its items' ctx (one link per request), with the batch's
+// size, tokens, priority and queue wait; RunFunc's ctx carries it. A batch
+// that serves no traced request records nothing. Without a Tracer nothing
+// is recorded and no caller's ctx is read.
+//
 // # Invariants
 //
 //   - Intake is bounded by QueueSize items, all priorities together;

@@ -3,6 +3,9 @@ package batch
 import (
 	"fmt"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Priority is the class of an item. Online items are always served before
@@ -76,6 +79,19 @@ type Options struct {
 	RunTimeout time.Duration
 	// Observer receives metrics events; nil means none.
 	Observer Observer
+	// Tracer, if set, records a span named "batch.Run" around each RunFunc
+	// call (trace.go): a new root, linked to the span of every request
+	// whose items the batch carries (the span in the ctx given to Submit or
+	// SubmitAll), with the batch's size, tokens, priority and queue wait.
+	// RunFunc's ctx carries it, so RunFunc's own spans are its children.
+	// A batch none of whose items came with a span records nothing. Nil
+	// (the default) records nothing and reads nothing from callers'
+	// contexts.
+	Tracer trace.Tracer
+	// SpanAttributes are added to every batch span (the engine sets the
+	// model's name, version and backend); ignored without Tracer. A Set,
+	// not a slice, so that Options stays comparable.
+	SpanAttributes attribute.Set
 }
 
 // DefaultOptions returns the defaults: batches of up to 32 items and 8192

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // worker runs the batches the dispatcher hands it until Shutdown has drained
@@ -54,8 +56,12 @@ func (b *Batcher[In, Out]) runBatch(bt *batch[In, Out]) {
 	}
 	bt.ins = ins
 
+	ctx, span := b.runCtx, trace.Span(nil)
+	if b.opts.Tracer != nil { // span stays nil for a batch of untraced requests
+		ctx, span = b.startSpan(live, tokens, len(live)*longest, time.Since(oldest))
+	}
 	start := time.Now()
-	outs, errs, err := b.call(ins)
+	outs, errs, err := b.call(ctx, ins)
 	elapsed := time.Since(start)
 	if err == nil {
 		switch {
@@ -64,6 +70,9 @@ func (b *Batcher[In, Out]) runBatch(bt *batch[In, Out]) {
 		case errs != nil && len(errs) != len(ins):
 			err = fmt.Errorf("%w: %d errors for %d inputs", ErrBadOutput, len(errs), len(ins))
 		}
+	}
+	if span != nil {
+		endSpan(span, err, errs) // before the replies: a caller that has its result sees the batch's span ended
 	}
 	for i, it := range live {
 		var r result[Out]
@@ -80,15 +89,16 @@ func (b *Batcher[In, Out]) runBatch(bt *batch[In, Out]) {
 	b.obs.BatchRun(len(live), tokens, len(live)*longest, start.Sub(oldest), elapsed, err)
 }
 
-// call runs RunFunc under a ctx of its own: a child of the Batcher's run
-// ctx (which Abort cancels) with the RunTimeout deadline. A panic becomes a
+// call runs RunFunc under a ctx of its own: a child of parent (the
+// Batcher's run ctx, which Abort cancels, or the batch span's ctx under it)
+// with the RunTimeout deadline. A panic becomes a
 // *PanicError for the batch so that one bad batch cannot kill the process.
 // When RunFunc returns its ctx's error, that error is replaced by why the
 // ctx ended (ErrRunTimeout or ErrAborted).
-func (b *Batcher[In, Out]) call(ins []In) (outs []Out, errs []error, err error) {
-	ctx, cancel := b.runCtx, context.CancelFunc(func() {})
+func (b *Batcher[In, Out]) call(parent context.Context, ins []In) (outs []Out, errs []error, err error) {
+	ctx, cancel := parent, context.CancelFunc(func() {})
 	if b.opts.RunTimeout > 0 {
-		ctx, cancel = context.WithTimeoutCause(b.runCtx, b.opts.RunTimeout, b.timeoutErr)
+		ctx, cancel = context.WithTimeoutCause(parent, b.opts.RunTimeout, b.timeoutErr)
 	}
 	defer cancel()
 	defer func() {

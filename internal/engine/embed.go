@@ -13,6 +13,7 @@ import (
 	"github.com/embedd/embedd/internal/accel"
 	"github.com/embedd/embedd/internal/batch"
 	"github.com/embedd/embedd/internal/errlist"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // EmbedOptions are per-call choices.
@@ -113,7 +114,12 @@ func (m *Model) checkCount(texts []string) error {
 // Embed embeds texts. Texts are validated and tokenized here, in the
 // caller's goroutine; the model runs them in batches shared with other
 // callers. With a cache, repeated texts are served from it (embedCached).
-func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (*Result, error) {
+func (m *Model) Embed(ctx context.Context, texts []string, o EmbedOptions) (res *Result, err error) {
+	if m.traced(ctx) {
+		var span trace.Span
+		ctx, span = m.startEmbedSpan(ctx, len(texts), o)
+		defer func() { endSpan(span, err) }()
+	}
 	dims, normalize, err := m.outputShape(o)
 	if err != nil {
 		return nil, err
@@ -267,6 +273,13 @@ func (m *Model) encodeOnce(ctx context.Context, enc accel.Encoder, toks []Tokeni
 		}
 	}
 	in := accel.Batch{Size: len(toks), SeqLen: seq, IDs: b.ids, Mask: b.mask, TypeIDs: b.types}
+	if m.traced(ctx) {
+		var span trace.Span
+		ctx, span = m.startEncodeSpan(ctx, enc, len(toks), seq)
+		err := enc.Encode(ctx, in, vecs, norms)
+		endSpan(span, err)
+		return err
+	}
 	return enc.Encode(ctx, in, vecs, norms)
 }
 

@@ -45,6 +45,7 @@ import (
 	"github.com/embedd/embedd/internal/embedcache"
 	"github.com/embedd/embedd/internal/manifest"
 	"github.com/embedd/embedd/internal/tokenize"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Errors of the engine. Callers map them to transport codes with errors.Is.
@@ -64,9 +65,17 @@ type Options struct {
 	// Accel chooses the execution provider and thread counts.
 	Accel accel.Options
 	// Batch configures each model's dynamic batcher (size, token budget,
-	// queue delay, queue size, workers). Its Observer and RunTimeout fields
-	// are ignored; use Observer and RunTimeout.
+	// queue delay, queue size, workers). Its Observer, RunTimeout, Tracer
+	// and SpanAttributes fields are ignored; use Observer, RunTimeout and
+	// Tracer.
 	Batch batch.Options
+	// Tracer, if set, records spans (trace.go): "engine.Embed" for each
+	// Embed call, a child of the caller's span; each model's batch runs
+	// ("batch.Run", see internal/batch), with the model's name, version and
+	// backend; and "engine.Encode" for each model run, a child of its
+	// batch's span. Calls outside any trace (no span in their ctx) record
+	// nothing. Nil (the default) records nothing.
+	Tracer trace.Tracer
 	// RunTimeout is the longest one model run (a batch, with its
 	// out-of-memory splits and CPU retries) may take: then the run is
 	// stopped (ONNX Runtime between kernels, the native encoder between
@@ -236,6 +245,7 @@ func (e *Engine) load(name string) (*Model, error) {
 	m.cache, m.cacheVersion = e.cache, cacheVersion(man, m.Backend())
 	bopts := deviceBatch(e.opts.Batch, enc.Device())
 	bopts.Observer, bopts.RunTimeout = nil, max(e.opts.RunTimeout, 0)
+	bopts.Tracer, bopts.SpanAttributes = e.opts.Tracer, modelAttributes(man, m.Backend())
 	if e.opts.Observer != nil {
 		bopts.Observer = e.opts.Observer(name, m.Backend())
 		m.devObs, _ = bopts.Observer.(DeviceObserver)
