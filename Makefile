@@ -59,9 +59,10 @@ gpu-check-dry: gpu-carry
 	CHECK_PROVIDER=cpu CHECK_TORCH_DEVICE=cpu CHECK_ST_BATCHES=1,32 CHECK_ST_SECONDS=0.3 CHECK_LIMIT_S=900 \
 	  CHECK_WORK=/tmp/embedd-gpu-dry OUT=/tmp/embedd-gpu-dry/out bench/gpu/check.sh
 
-# Lint Dockerfile.cuda with hadolint (pinned; no Docker engine needed).
+# Lint the CPU Dockerfile and Dockerfile.cuda with hadolint (pinned; no
+# Docker engine needed).
 lint-docker:
-	scripts/hadolint.sh Dockerfile.cuda
+	scripts/hadolint.sh Dockerfile Dockerfile.cuda
 
 # Validate deploy/k8s/*.yaml against the Kubernetes API's JSON schemas,
 # strictly and offline, for Kubernetes 1.33 and 1.37 (kubeconform, pinned,

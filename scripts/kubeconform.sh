@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kubeconform.sh [FILE...]: validate Kubernetes manifests (default:
-# deploy/k8s/*.yaml) against the Kubernetes API's JSON schemas, strictly
+# deploy/k8s/*.yaml: the server's Deployment, Service, ConfigMap and
+# PodDisruptionBudget, and the re-embedding Jobs) against the Kubernetes API's JSON schemas, strictly
 # (an unknown or misspelled field is an error, as is a kind without a
 # schema), offline, for each Kubernetes version in K8S_VERSIONS (default:
 # 1.33.0, the oldest the manifests support, and 1.37.0, the newest schemas).
@@ -23,7 +24,9 @@
 #   kubeconform runs with HTTP(S)_PROXY pointed at a closed port, so a schema
 #   it would otherwise fetch from the network fails the check instead.
 # - Self-check: before the files, a Job with an unknown field must be
-#   rejected, so a validator that silently stopped checking fails too.
+#   rejected, so a validator that silently stopped checking fails too; and
+#   every file must yield at least one validated resource (a file whose
+#   manifests were all commented out, or not YAML documents, fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${EMBEDD_CACHE_DIR:-$HOME/.cache/embedd}
@@ -109,6 +112,13 @@ for v in "${k8s_versions[@]}"; do
     exit 1
   fi
   echo "== Kubernetes $v (kubeconform $kc_version, schemas of kubernetes-validate $kv_version)"
-  kubeconform "$v" -summary -verbose "${files[@]}" || status=1
+  out=$(kubeconform "$v" -summary -verbose "${files[@]}") || status=1
+  echo "$out"
+  for f in "${files[@]}"; do
+    if ! grep -qF -- "$f - " <<<"$out"; then
+      echo "kubeconform.sh: $f: no resource validated for Kubernetes $v" >&2
+      status=1
+    fi
+  done
 done
 exit $status
