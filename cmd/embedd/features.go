@@ -11,6 +11,7 @@ import (
 	"github.com/embedd/embedd/internal/features/registry"
 	"github.com/embedd/embedd/internal/features/service"
 	"github.com/embedd/embedd/internal/features/session"
+	"github.com/embedd/embedd/internal/tracing"
 )
 
 // featureConfig holds the real-time feature settings of `embedd serve`;
@@ -40,6 +41,8 @@ type featureConfig struct {
 	// (featurekeys.go).
 	keysFile       string
 	allowPlaintext bool
+	// trace wraps the state and session stores in spans; nil: off.
+	trace *tracing.Tracing
 }
 
 func (c *featureConfig) register(fs *flag.FlagSet) {

@@ -144,6 +144,11 @@ func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDi
 			return err
 		}
 	}
+	sessions := "redis"
+	if rc == nil {
+		sessions = "memory"
+	}
+	opts.States, opts.Sessions = c.trace.States(opts.States), c.trace.Sessions(opts.Sessions, sessions)
 	offDir := c.offlineDir
 	if offDir == "" {
 		offDir = filepath.Join(dataDir, "offline")

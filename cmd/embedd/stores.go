@@ -16,6 +16,7 @@ import (
 	"github.com/embedd/embedd/internal/store/milvus"
 	"github.com/embedd/embedd/internal/store/redis"
 	"github.com/embedd/embedd/internal/store/wal"
+	"github.com/embedd/embedd/internal/tracing"
 )
 
 // storeConfig selects the vector and online stores of `embedd serve`. With
@@ -44,6 +45,8 @@ type storeConfig struct {
 	walDir            string
 	walMaxBytes       int64
 	hybrid            string
+	// trace wraps the stores in spans (internal/tracing); nil: off.
+	trace *tracing.Tracing
 	// maxItems is the most items of one Upsert and ids of one Get, Delete
 	// or UpsertHybrid (index.Limits.MaxItems): serve sets it from
 	// --max-client-batch, the one per-request count of the server.
@@ -238,14 +241,14 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 			return nil, fmt.Errorf("milvus at %s: %w", c.milvusAddr, err)
 		}
 		o.closers = append(o.closers, mv.Close)
-		opts.Vectors, opts.VectorsName = mv, "milvus"
+		opts.Vectors, opts.VectorsName = c.trace.Vectors(mv, "milvus"), "milvus"
 		probeColl := colls[0].Name
 		o.probes = append(o.probes, probe{name: "milvus", services: []string{vectorService, jobService}, check: func(ctx context.Context) error {
 			_, err := mv.Get(ctx, probeColl, []string{"embedd-health-probe"})
 			return err
 		}})
 	} else {
-		opts.Vectors, opts.VectorsName = emb2, "embedded"
+		opts.Vectors, opts.VectorsName = c.trace.Vectors(emb2, "embedded"), "embedded"
 	}
 	if c.redisAddr != "" {
 		ropts, err := c.redisOptions()
@@ -259,10 +262,10 @@ func (c *storeConfig) open(ctx context.Context, emb index.Embedder, defaultModel
 		} else if err != nil {
 			logger.Warn("redis unreachable at start; writes queue in the WAL", "addr", c.redisAddr, "err", err)
 		}
-		opts.Online, opts.OnlineName = rd, "redis"
+		opts.Online, opts.OnlineName = c.trace.Online(rd, "redis"), "redis"
 		o.probes = append(o.probes, probe{name: "redis", services: []string{vectorService, jobService}, check: rd.Ping})
 	} else {
-		opts.Online, opts.OnlineName = emb2, "embedded"
+		opts.Online, opts.OnlineName = c.trace.Online(emb2, "embedded"), "embedded"
 	}
 	if c.durable {
 		dir := c.walDir
