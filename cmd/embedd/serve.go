@@ -31,6 +31,7 @@ import (
 	"github.com/embedd/embedd/internal/metrics"
 	"github.com/embedd/embedd/internal/server"
 	"github.com/embedd/embedd/internal/tlsconf"
+	"github.com/embedd/embedd/internal/tracing"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
@@ -60,6 +61,8 @@ type serveConfig struct {
 	features        featureConfig
 	tls             tlsFlags
 	jobs            jobsConfig
+	trace           *tracing.Tracing // set by serve from OTEL_*; nil: off (tracing.go)
+	http            httpConfig
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -88,6 +91,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	c.features.register(fs)
 	c.tls.register(fs)
 	c.jobs.register(fs)
+	c.http.register(fs)
 	fs.DurationVar(&c.healthEvery, "health-interval", healthEvery, "how often the stores are probed; a service whose store does not answer reports NOT_SERVING")
 }
 
@@ -120,12 +124,21 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	if err := c.tls.checkExposure("--metrics-addr", c.metricsAddr, creds != nil, false, logger); err != nil {
 		return err
 	}
+	if err := c.tls.checkExposure("--http-addr", c.http.addr, creds != nil, true, logger); err != nil {
+		return err
+	}
 	var keys *auth.Keys
 	if c.tls.authKeys != "" {
 		if keys, err = auth.LoadKeys(c.tls.authKeys, logger); err != nil {
 			return err
 		}
 	}
+	tr, stopTracing, err := startTracing(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // last: after the server drained and the stores closed
+	c.trace, c.stores.trace, c.features.trace = tr, tr, tr
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -185,10 +198,18 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 		lis.Close()
 		return err
 	}
+	httpSrv, httpAddr, err := c.http.start(gs, c.maxMessageBytes, creds, logger)
+	if err != nil {
+		lis.Close()
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
+		return err
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	vn, on := st.idx.StoreNames()
-	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "models", models, "native_cuda_compiled", nativeCompiled,
+	logger.Info("serving", "addr", lis.Addr().String(), "metrics", metricsAddr, "http", httpAddr, "models", models, "native_cuda_compiled", nativeCompiled,
 		"max_queue_delay", c.maxQueueDelay, // batch limits in effect: each "model loaded" line
 		"vector_store", vn, "online_store", on, "durable", c.stores.durable)
 	if ready != nil {
@@ -201,7 +222,7 @@ func serve(ctx context.Context, c *serveConfig, logger *slog.Logger, ready chan<
 	}
 	jobMgr.Close() // running jobs stop (to resume at the next start) before the engine does
 	engineDone = true
-	return drain(gs, hs, eng, metricsSrv, c.shutdownTimeout, logger)
+	return drain(gs, hs, eng, httpSrv, metricsSrv, c.shutdownTimeout, logger)
 }
 
 // startEngine builds the engine from the settings, with its metrics on reg
@@ -227,6 +248,7 @@ func (c *serveConfig) startEngine(ctx context.Context, reg prometheus.Registerer
 		MaxBatchSize: c.maxBatchSize, MaxBatchTokens: c.maxBatchTokens, MaxQueueDelay: c.maxQueueDelay,
 		QueueSize: c.queueSize, Workers: c.workers,
 	}
+	eopts.Tracer = c.trace.Tracer()
 	eopts.Observer = func(model, backend string) batch.Observer { return m.ForModel(model, backend) }
 	eopts.OnLoad = func(lm *engine.Model) {
 		d := lm.Device()
@@ -287,6 +309,7 @@ func (c *serveConfig) grpcServer(eng *engine.Engine, st *openedStores, feats *op
 		opts = append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	}
 	opts = append(opts, server.ServerOptions(c.maxMessageBytes)...)
+	opts = append(opts, c.trace.ServerOptions()...)
 	if creds != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(creds.ServerConfig("h2"))))
 	}
@@ -346,14 +369,19 @@ func (c *serveConfig) startMetrics(reg *prometheus.Registry, creds *tlsconf.Relo
 	return srv, ml.Addr().String(), nil
 }
 
-// drain reports NOT_SERVING, stops accepting, lets in-flight RPCs (and so
-// every queued text) finish within timeout, then stops the batchers and
-// models and the metrics server.
-func drain(gs *grpc.Server, hs *health.Server, eng *engine.Engine, metricsSrv *http.Server, timeout time.Duration, logger *slog.Logger) error {
+// drain reports NOT_SERVING, stops accepting, lets in-flight RPCs and
+// HTTP requests (and so every queued text) finish within timeout, then
+// stops the batchers and models and the metrics server. httpSrv may be nil.
+func drain(gs *grpc.Server, hs *health.Server, eng *engine.Engine, httpSrv, metricsSrv *http.Server, timeout time.Duration, logger *slog.Logger) error {
 	logger.Info("shutting down", "timeout", timeout)
 	hs.Shutdown()
 	dctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	var httpErr error
+	if httpSrv != nil {
+		// HTTP requests are gRPC calls underway: they finish first.
+		httpErr = httpSrv.Shutdown(dctx)
+	}
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
@@ -362,7 +390,7 @@ func drain(gs *grpc.Server, hs *health.Server, eng *engine.Engine, metricsSrv *h
 		logger.Warn("drain deadline passed; closing remaining RPCs")
 		gs.Stop()
 	}
-	err := eng.Shutdown(dctx)
+	err := errors.Join(httpErr, eng.Shutdown(dctx))
 	if metricsSrv != nil {
 		err = errors.Join(err, metricsSrv.Shutdown(dctx))
 	}

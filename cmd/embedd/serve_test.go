@@ -35,7 +35,7 @@ func testServeConfig(t *testing.T, args ...string) *serveConfig {
 	fs := newFlagSet("serve", "")
 	c.register(fs)
 	base := []string{"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--cache-dir", testassets.CacheDir(), "--model", "all-minilm-l6-v2-int8", "--threads", "2",
-		"--data-dir", t.TempDir(), "--milvus-addr", "", "--redis-addr", ""}
+		"--data-dir", t.TempDir(), "--milvus-addr", "", "--redis-addr", "", "--http-addr", ""}
 	if err := c.common.parse(fs, append(base, args...)); err != nil {
 		t.Fatal(err)
 	}
