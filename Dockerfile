@@ -3,7 +3,7 @@
 #
 # Build: docker build -t embedd:cpu .
 #        docker build --build-arg MODELS="all-minilm-l6-v2-q8" -t embedd:cpu-q8 .
-# Run:   docker run --rm -p 50051:50051 -p 9090:9090 embedd:cpu
+# Run:   docker run --rm -p 50051:50051 -p 8080:8080 -p 9090:9090 embedd:cpu
 #        docker run --rm embedd:cpu embed "hello"
 #        docker run --rm embedd:cpu version      # runtime found, models in the cache
 # deploy/compose.yaml runs it with Redis, Milvus, Prometheus and Grafana;
@@ -60,11 +60,11 @@ ENV HOME=/var/lib/embedd \
     EMBEDD_PROVIDER=cpu
 WORKDIR /var/lib/embedd
 USER 10001:10001
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["embedd", "health", "--addr", "127.0.0.1:50051", "--timeout", "4s"]
 ENTRYPOINT ["embedd"]
 # Plaintext on the container network needs --insecure; for TLS mount a
 # certificate and key and pass --tls-cert and --tls-key (and --tls-client-ca
 # for mutual TLS) instead, and --auth-keys for API keys.
-CMD ["serve", "--addr", "0.0.0.0:50051", "--metrics-addr", "0.0.0.0:9090", "--insecure"]
+CMD ["serve", "--addr", "0.0.0.0:50051", "--http-addr", "0.0.0.0:8080", "--metrics-addr", "0.0.0.0:9090", "--insecure"]
