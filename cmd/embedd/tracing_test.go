@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +37,9 @@ func TestServeExportsTraces(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
-	c := testServeConfig(t, "--collections", "docs")
+	c := testServeConfig(t, "--collections", "docs", "--http-addr", "127.0.0.1:0")
+	httpAddr := make(chan string, 1)
+	c.http.listening = func(a string) { httpAddr <- a }
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	ready := make(chan [2]string, 1)
@@ -60,6 +63,15 @@ func TestServeExportsTraces(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
+	// The HTTP API continues a caller's trace too.
+	const httpTraceID = "0af7651916cd43dd8448eb211c80319c"
+	hreq, _ := http.NewRequest(http.MethodPost, "http://"+<-httpAddr+"/v1/embeddings", strings.NewReader(`{"input":"hello"}`))
+	hreq.Header.Set("Traceparent", "00-"+httpTraceID+"-b7ad6b7169203331-01")
+	hres, err := http.DefaultClient.Do(hreq)
+	if err != nil || hres.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/embeddings: %v %v", hres, err)
+	}
+	hres.Body.Close()
 	stop()
 	select {
 	case err := <-served:
@@ -77,7 +89,22 @@ func TestServeExportsTraces(t *testing.T) {
 	}
 	byName := map[string]*tracepb.Span{}
 	for _, s := range spans {
+		if s.GetName() == "embedd.v1.EmbeddingService/Embed" {
+			if got := hex.EncodeToString(s.GetTraceId()); got != httpTraceID {
+				t.Errorf("HTTP Embed span trace %s; want the HTTP caller's %s", got, httpTraceID)
+			}
+			byName[s.GetName()] = s
+		}
+		if hex.EncodeToString(s.GetTraceId()) == httpTraceID {
+			continue // the HTTP call's spans; the tree below is the Upsert's
+		}
+		if l := s.GetLinks(); s.GetName() == "batch.Run" && (len(l) == 0 || hex.EncodeToString(l[0].GetTraceId()) != traceID) {
+			continue // the HTTP call's model run
+		}
 		byName[s.GetName()] = s
+	}
+	if byName["embedd.v1.EmbeddingService/Embed"] == nil {
+		t.Errorf("no server span for the HTTP call; got %v", spanNames(spans))
 	}
 	server := byName["embedd.v1.VectorService/Upsert"]
 	if server == nil {
@@ -92,7 +119,13 @@ func TestServeExportsTraces(t *testing.T) {
 			t.Errorf("%s: got %v; want a child of the server span", name, s)
 		}
 	}
-	embed, run, encode := byName["engine.Embed"], byName["batch.Run"], byName["engine.Encode"]
+	embed, run := byName["engine.Embed"], byName["batch.Run"]
+	var encode *tracepb.Span
+	for _, s := range spans {
+		if s.GetName() == "engine.Encode" && run != nil && string(s.GetParentSpanId()) == string(run.GetSpanId()) {
+			encode = s
+		}
+	}
 	if run == nil || encode == nil || embed == nil {
 		t.Fatalf("got spans %v; want batch.Run, engine.Encode and engine.Embed", spanNames(spans))
 	}

@@ -31,8 +31,9 @@ func (e *errTooLarge) Error() string {
 }
 
 // forwarded are the HTTP headers that become gRPC metadata: the ones the
-// auth interceptor reads.
-var forwarded = []string{"Authorization", "X-Api-Key"}
+// auth interceptor reads, and W3C trace context, so that with tracing on
+// an HTTP caller's trace continues into the server span (internal/tracing).
+var forwarded = []string{"Authorization", "X-Api-Key", "Traceparent", "Tracestate"}
 
 // invoke calls method (a full method name) with in and decodes the reply
 // into out. r supplies the context, the credentials, the peer address and
