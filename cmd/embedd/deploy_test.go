@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,8 +21,6 @@ import (
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/embedd/embedd/internal/testassets"
@@ -430,23 +427,8 @@ func scrape(t *testing.T, url string) map[string]map[string]bool {
 func TestDashboardMetricsExist(t *testing.T) {
 	testassets.Runtime(t)
 	testassets.Model(t, "all-minilm-l6-v2-int8")
-	c := testServeConfig(t, "--drift-reference-size", "30")
-	ctx, stop := context.WithCancel(context.Background())
+	conn, metricsAddr, stop := runServeMetrics(t, testServeConfig(t, "--drift-reference-size", "30"))
 	defer stop()
-	ready := make(chan [2]string, 1)
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addrs [2]string
-	select {
-	case addrs = <-ready:
-	case err := <-served:
-		t.Fatalf("serve: %v", err)
-	}
-	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	emb, vec, feat := embeddv1.NewEmbeddingServiceClient(conn), embeddv1.NewVectorServiceClient(conn), embeddv1.NewFeatureServiceClient(conn)
 	bg := context.Background()
 	for i := 0; i < 2; i++ { // the second one is a cache hit
@@ -477,7 +459,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	have := scrape(t, "http://"+addrs[1]+"/metrics")
+	have := scrape(t, "http://"+metricsAddr+"/metrics")
 	// Made by Prometheus for each target, not by embedd.
 	targetLabels := map[string]bool{"instance": true, "job": true}
 	exprs := dashboardExprs(t)
@@ -522,10 +504,6 @@ func TestDashboardMetricsExist(t *testing.T) {
 		}
 	}
 	t.Logf("%d queries, %d metric references checked against %d metrics", len(exprs), checked, len(have))
-	stop()
-	if err := <-served; err != nil {
-		t.Errorf("serve: %v", err)
-	}
 }
 
 func keys(m map[string]bool) []string {

@@ -4,18 +4,14 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
@@ -40,22 +36,7 @@ func TestServeExportsTraces(t *testing.T) {
 	c := testServeConfig(t, "--collections", "docs", "--http-addr", "127.0.0.1:0")
 	httpAddr := make(chan string, 1)
 	c.http.listening = func(a string) { httpAddr <- a }
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ready := make(chan [2]string, 1)
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addrs [2]string
-	select {
-	case addrs = <-ready:
-	case err := <-served:
-		t.Fatalf("serve: %v", err)
-	}
-	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, stop := runServe(t, c)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	rctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	if _, err := embeddv1.NewVectorServiceClient(conn).Upsert(rctx, &embeddv1.UpsertRequest{Collection: "docs", Items: []*embeddv1.Item{
@@ -72,16 +53,7 @@ func TestServeExportsTraces(t *testing.T) {
 		t.Fatalf("POST /v1/embeddings: %v %v", hres, err)
 	}
 	hres.Body.Close()
-	stop()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not return")
-	}
-
+	stop() // serve returns, flushing its spans
 	// serve flushed its spans on the way out.
 	spans, service := col.spans()
 	if service != "embedd" {
