@@ -13,6 +13,11 @@
 //   - Time is always injected (Clock); nothing reads the wall clock directly.
 //   - Every value carries its feature name, version and the time it refers
 //     to; a missing value is Null, never a zero.
+//   - An event with an ID is applied at most once: the entity's state
+//     records the ids it applied (within the allowed lateness) in the same
+//     atomic update that applies the event, so a redelivered or retried
+//     event is counted once (package service; package session likewise for
+//     the session count).
 package features
 
 import (
@@ -33,6 +38,12 @@ func (SystemClock) Now() time.Time { return time.Now() }
 
 // Event is one observation about an entity.
 type Event struct {
+	// ID, when not empty, identifies the event: two events of one entity
+	// with the same ID are the same event, applied once (the first applied
+	// wins; a later one with the same ID is a duplicate whatever its other
+	// fields). The stream consumer defaults it to the stream message id.
+	// Empty means no deduplication.
+	ID       string
 	EntityID string
 	// Type is the event type, e.g. "click", "view", "purchase".
 	Type      string

@@ -63,7 +63,7 @@ func (f *Features) IngestEvents(ctx context.Context, req *embeddv1.IngestEventsR
 	defer f.s.observe("IngestEvents", metrics.NoName, "", time.Now(), &err)
 	evs := make([]features.Event, len(req.GetEvents()))
 	for i, e := range req.GetEvents() {
-		evs[i] = features.Event{EntityID: e.GetEntityId(), Type: e.GetEventType(), Values: e.GetValues(), Context: e.GetContext()}
+		evs[i] = features.Event{ID: e.GetEventId(), EntityID: e.GetEntityId(), Type: e.GetEventType(), Values: e.GetValues(), Context: e.GetContext()}
 		if e.GetTimestamp() != nil {
 			evs[i].Timestamp = e.GetTimestamp().AsTime()
 		}

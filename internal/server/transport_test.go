@@ -615,7 +615,7 @@ func TestFeaturesConvert(t *testing.T) {
 	c := serveFakes(t, b, server.Options{})
 	at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 	res, err := c.feat.IngestEvents(ctx, &embeddv1.IngestEventsRequest{Events: []*embeddv1.Event{
-		{EntityId: "ok", EventType: "view", Timestamp: timestamppb.New(at), Values: map[string]float64{"amount": 3}, Context: map[string]string{"k": "v"}},
+		{EventId: "ev-1", EntityId: "ok", EventType: "view", Timestamp: timestamppb.New(at), Values: map[string]float64{"amount": 3}, Context: map[string]string{"k": "v"}},
 		{EntityId: "late"}, {EntityId: "bad"}, {EntityId: "down"}, {EntityId: "cancel"}, {EntityId: "ok2"},
 	}})
 	if err != nil {
@@ -630,7 +630,7 @@ func TestFeaturesConvert(t *testing.T) {
 			t.Errorf("events[%d]: %v %q; want %v and the core's message", e.Index, codes.Code(e.Code), e.Message, wantErrs[e.Index])
 		}
 	}
-	if evs := feats.Events(); !evs[0].Timestamp.Equal(at) || evs[0].Type != "view" || evs[0].Values["amount"] != 3 || evs[0].Context["k"] != "v" || !evs[1].Timestamp.IsZero() {
+	if evs := feats.Events(); evs[0].ID != "ev-1" || evs[1].ID != "" || !evs[0].Timestamp.Equal(at) || evs[0].Type != "view" || evs[0].Values["amount"] != 3 || evs[0].Context["k"] != "v" || !evs[1].Timestamp.IsZero() {
 		t.Errorf("service got %+v; want the event's fields, zero time when unset", evs[:2])
 	}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,32 +65,44 @@ func benchEvents(entities, perEntity int, seed uint64) []features.Event {
 
 // BenchmarkIngest reports events/s through Ingest in batches of 256 over
 // 1,000 entities (sessions, windows of two values, one atomic state update
-// per entity and batch).
+// per entity and batch), with events without ids and with a unique id each
+// (what exactly-once costs: the ids recorded in the state and checked).
 func BenchmarkIngest(b *testing.B) {
 	for _, be := range []backend{memoryBackend(), redisBackend()} {
-		b.Run(be.name, func(b *testing.B) {
-			svc, _, _ := benchService(b, be, time.Second)
-			evs := benchEvents(1000, 60, 1)
-			ctx := context.Background()
-			n := 0
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				lo := (i * 256) % len(evs)
-				batch := evs[lo:min(lo+256, len(evs))]
-				errs, err := svc.Ingest(ctx, batch)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, e := range errs {
-					if e != nil && !errorsIsTooLate(e) {
-						b.Fatal(e)
-					}
-				}
-				n += len(batch)
-			}
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
-		})
+		for _, ids := range []string{"none", "unique"} {
+			b.Run(be.name+"/ids="+ids, func(b *testing.B) { benchIngest(b, be, ids == "unique") })
+		}
 	}
+}
+
+func benchIngest(b *testing.B, be backend, withIDs bool) {
+	svc, _, _ := benchService(b, be, time.Second)
+	evs := benchEvents(1000, 60, 1)
+	ctx := context.Background()
+	n := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		lo := (i * 256) % len(evs)
+		if withIDs && lo < 256 { // a new pass: new ids, so none is a duplicate
+			b.StopTimer()
+			for j := range evs {
+				evs[j].ID = fmt.Sprintf("p%d-%d", i, j)
+			}
+			b.StartTimer()
+		}
+		batch := evs[lo:min(lo+256, len(evs))]
+		errs, err := svc.Ingest(ctx, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range errs {
+			if e != nil && !errorsIsTooLate(e) {
+				b.Fatal(e)
+			}
+		}
+		n += len(batch)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 }
 
 func errorsIsTooLate(err error) bool { return strings.Contains(err.Error(), "too late") }
@@ -140,6 +153,51 @@ func BenchmarkGetFeatures(b *testing.B) {
 					b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkIngestHotEntity reports events/s for one entity receiving 10
+// events per second of event time in batches of 16, with and without ids:
+// with ids its record stays full (Options.DedupeIDs, 1,024 ids within the
+// 5m lateness), the worst case of the ids' cost per update.
+func BenchmarkIngestHotEntity(b *testing.B) {
+	for _, be := range []backend{memoryBackend(), redisBackend()} {
+		for _, ids := range []string{"none", "unique"} {
+			b.Run(be.name+"/ids="+ids, func(b *testing.B) {
+				svc, _, clk := benchService(b, be, time.Second)
+				ctx := context.Background()
+				evs := make([]features.Event, 16)
+				next := 0
+				fill := func() {
+					for j := range evs {
+						at := t0.Add(time.Duration(next) * 100 * time.Millisecond)
+						evs[j] = features.Event{EntityID: "hot", Type: "view", Timestamp: at, Values: map[string]float64{"amount": float64(next % 100)}}
+						if ids == "unique" {
+							evs[j].ID = strconv.Itoa(next)
+						}
+						next++
+					}
+					clk.Set(evs[len(evs)-1].Timestamp)
+				}
+				for range 3000 / len(evs) { // warm: a full record
+					fill()
+					if _, err := svc.Ingest(ctx, evs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				for range b.N {
+					b.StopTimer()
+					fill()
+					b.StartTimer()
+					errs, err := svc.Ingest(ctx, evs)
+					if err != nil || errs[0] != nil {
+						b.Fatal(err, errs[0])
+					}
+				}
+				b.ReportMetric(float64(b.N*len(evs))/b.Elapsed().Seconds(), "events/s")
+			})
 		}
 	}
 }

@@ -77,15 +77,32 @@ func (s *Service) Ingest(ctx context.Context, events []features.Event) (errs []e
 		byEntity[id] = append(byEntity[id], i)
 	}
 	// One atomic state update per entity, all entities in one batch.
+	// fn may run more than once per entity (optimistic retries): each run
+	// starts its entity's outcomes afresh.
 	evErrs := make([]map[int]error, len(order))
+	dups := make([]int, len(order))
 	uerrs := s.opts.States.UpdateBatch(ctx, order, func(k int, st *State) error {
 		m := map[int]error{}
-		evErrs[k] = m
+		evErrs[k], dups[k] = m, 0
 		applied := 0
 		for _, i := range byEntity[order[k]] {
-			if err := s.apply(st, &events[i], results[i]); err != nil {
+			ev := &events[i]
+			if ev.ID != "" {
+				if st.hasID(ev.ID) {
+					dups[k]++ // applied before: once is enough
+					continue
+				}
+				if err := st.checkIDFloor(ev, s.opts.DedupeIDs); err != nil {
+					m[i] = err
+					continue
+				}
+			}
+			if err := s.apply(st, ev, results[i]); err != nil {
 				m[i] = err
 				continue
+			}
+			if ev.ID != "" {
+				st.recordID(ev.ID, ev.Timestamp.UnixNano())
 			}
 			applied++
 		}
@@ -97,8 +114,12 @@ func (s *Service) Ingest(ctx context.Context, events []features.Event) (errs []e
 				return err
 			}
 		}
+		if from, ok := st.acceptFrom(s.winCfg.AllowedLateness); ok {
+			st.trimIDs(from, s.opts.DedupeIDs)
+		}
 		return nil
 	})
+	duplicates := 0
 	for k, id := range order {
 		if uerr := uerrs[k]; uerr != nil && !errors.Is(uerr, errNothing) {
 			for _, i := range byEntity[id] {
@@ -109,9 +130,10 @@ func (s *Service) Ingest(ctx context.Context, events []features.Event) (errs []e
 		for i, e := range evErrs[k] {
 			errs[i] = e
 		}
+		duplicates += dups[k]
 		s.invalidate(id)
 	}
-	s.count(errs, lateForSession)
+	s.count(errs, lateForSession, duplicates)
 	for i, e := range errs {
 		if e != nil {
 			errs[i] = &EventError{Index: i, EntityID: events[i].EntityID, Err: e}

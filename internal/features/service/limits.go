@@ -145,6 +145,8 @@ func (l *Limits) event(ev *features.Event, now time.Time, maxSkew time.Duration)
 	switch {
 	case len(ev.Type) > l.EventTypeBytes || !utf8.ValidString(ev.Type):
 		return fmt.Errorf("%w: event_type must be at most %d bytes of UTF-8 (got %d)", ErrInvalid, l.EventTypeBytes, len(ev.Type))
+	case checkEventID(ev.ID) != nil:
+		return checkEventID(ev.ID)
 	case ev.Timestamp.IsZero():
 		return fmt.Errorf("%w: timestamp is missing", ErrInvalid)
 	case ev.Timestamp.After(now.Add(maxSkew)):

@@ -168,14 +168,15 @@ func TestIngestMetrics(t *testing.T) {
 	if err := svc.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Ingest(context.Background(), []features.Event{{EntityID: "a", Timestamp: t0}, {Timestamp: t0}}); err != nil {
+	if _, err := svc.Ingest(context.Background(), []features.Event{{ID: "x", EntityID: "a", Timestamp: t0}, {Timestamp: t0}, {ID: "x", EntityID: "a", Timestamp: t0}}); err != nil {
 		t.Fatal(err)
 	}
 	want := `
-# HELP embedd_feature_events_total Events given to the feature service, by result (before_session: accepted but older than the entity's current session).
+# HELP embedd_feature_events_total Events given to the feature service, by result (before_session: accepted but older than the entity's current session; duplicate: accepted, its event id already applied, not applied again).
 # TYPE embedd_feature_events_total counter
-embedd_feature_events_total{result="accepted"} 1
+embedd_feature_events_total{result="accepted"} 2
 embedd_feature_events_total{result="before_session"} 0
+embedd_feature_events_total{result="duplicate"} 1
 embedd_feature_events_total{result="failed"} 0
 embedd_feature_events_total{result="invalid"} 1
 embedd_feature_events_total{result="too_late"} 0

@@ -21,6 +21,9 @@ type IngestStats struct {
 	// BeforeSession counts accepted events older than their entity's
 	// current session (windows count them; sessions do not reopen).
 	BeforeSession uint64
+	// Duplicate counts accepted events whose id their entity had already
+	// applied: not applied again (dedupe.go).
+	Duplicate uint64
 }
 
 // Stats returns the ingest counters.
@@ -30,10 +33,11 @@ func (s *Service) Stats() IngestStats {
 	return s.stats
 }
 
-func (s *Service) count(errs []error, lateForSession int) {
+func (s *Service) count(errs []error, lateForSession, duplicates int) {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	s.stats.BeforeSession += uint64(lateForSession)
+	s.stats.Duplicate += uint64(duplicates)
 	for _, e := range errs {
 		switch {
 		case e == nil:
@@ -50,8 +54,9 @@ func (s *Service) count(errs []error, lateForSession int) {
 
 // RegisterMetrics registers the ingest counters on reg as
 // embedd_feature_events_total{result}, read from Stats at each scrape:
-// accepted, invalid, too_late, failed, and before_session (accepted but
-// older than the entity's current session).
+// accepted, invalid, too_late, failed, before_session (accepted but
+// older than the entity's current session) and duplicate (accepted, but
+// its id was already applied: not applied again).
 func (s *Service) RegisterMetrics(reg prometheus.Registerer) error {
 	for _, r := range []struct {
 		result string
@@ -62,10 +67,11 @@ func (s *Service) RegisterMetrics(reg prometheus.Registerer) error {
 		{"too_late", func(st IngestStats) uint64 { return st.TooLate }},
 		{"failed", func(st IngestStats) uint64 { return st.Failed }},
 		{"before_session", func(st IngestStats) uint64 { return st.BeforeSession }},
+		{"duplicate", func(st IngestStats) uint64 { return st.Duplicate }},
 	} {
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "embedd_feature_events_total",
-			Help:        "Events given to the feature service, by result (before_session: accepted but older than the entity's current session).",
+			Help:        "Events given to the feature service, by result (before_session: accepted but older than the entity's current session; duplicate: accepted, its event id already applied, not applied again).",
 			ConstLabels: prometheus.Labels{"result": r.result},
 		}, func() float64 { return float64(r.get(s.Stats())) })); err != nil {
 			return err

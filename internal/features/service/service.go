@@ -8,8 +8,9 @@
 // Ingest, per call:
 //  1. every event is validated on its own against Options.Limits (entity
 //     id, type, timestamp not more than MaxFutureSkew ahead of the clock,
-//     finite values, counts and sizes); an invalid event gets its own error
-//     naming its index, the item and the limit, and the rest go on;
+//     finite values, counts and sizes, event id); an invalid event gets its
+//     own error naming its index, the item and the limit, and the rest go
+//     on;
 //  2. the sessionizer (Redis Lua or memory) applies the valid events; an
 //     event older than its entity's current session belongs to a closed
 //     session, which is not reopened: windows still count it;
@@ -18,11 +19,23 @@
 //     conflict with another replica): every
 //     event adds a point to the "events" series and one per numeric value
 //     that a window feature aggregates; an event later than the allowed
-//     lateness fails with window.ErrTooLate and changes nothing.
+//     lateness fails with window.ErrTooLate and changes nothing;
+//  4. an event with an id (features.Event.ID) is applied once: its id is
+//     recorded in the entity's state by the same atomic update, and an
+//     event whose id the state recorded is a duplicate, not applied again
+//     and not an error (IngestStats.Duplicate). Ids are remembered while
+//     their event could still be accepted (within the allowed lateness)
+//     and at most Options.DedupeIDs per entity; see dedupe.go for the
+//     exact rule. The sessionizer deduplicates the same way (package
+//     session), so a redelivered event is not counted twice in its session
+//     either.
 //
 // Ingest returns only after the state store acknowledged the writes, so a
 // caller (the gRPC handler, the Redis Streams consumer) may acknowledge the
-// events it was given once Ingest returns without error for them.
+// events it was given once Ingest returns without error for them. With
+// event ids, delivery to Ingest may be at least once (a redelivery after a
+// crash before the acknowledgment, a client retry after a timeout) and the
+// effect is exactly once.
 //
 // Reads: a feature of kind window is aggregated at as_of with exactly the
 // semantics of package window; session features are those of the entity's
@@ -55,7 +68,7 @@
 // in snapshots are sealed with AES-256-GCM (package seal); Reseal and
 // offline.Store.Reseal move them to the current key (seal.go).
 //
-// Files follow the flows: ingest.go, read.go (with cache.go),
+// Files follow the flows: ingest.go (with dedupe.go), read.go (with cache.go),
 // materialize.go, limits.go, metrics.go for what the service reports, and
 // statestore.go, memoryfile.go and seal.go for the stores.
 //
@@ -127,6 +140,12 @@ type Options struct {
 	// Limits bounds ingest and read requests. Default DefaultLimits();
 	// each zero field takes its default.
 	Limits Limits
+	// DedupeIDs is the most event ids one entity's state remembers to
+	// apply each event with an id once (dedupe.go): past it, the oldest are
+	// forgotten and events with ids at or before them are rejected as too
+	// late. Default DefaultDedupeIDs (1024); zero means the default; at
+	// most MaxDedupeIDs; negative is invalid.
+	DedupeIDs int
 	// Logger receives warnings (Materialize). Default slog.Default().
 	Logger *slog.Logger
 }
@@ -142,6 +161,7 @@ func DefaultOptions() Options {
 		CacheTTL:      time.Second,
 		CacheEntities: 100_000,
 		Limits:        DefaultLimits(),
+		DedupeIDs:     DefaultDedupeIDs,
 	}
 }
 
@@ -168,6 +188,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	switch {
+	case o.DedupeIDs < 0 || o.DedupeIDs > MaxDedupeIDs:
+		return o, fmt.Errorf("%w: DedupeIDs is %d; want 0 (default %d) to %d", ErrInvalid, o.DedupeIDs, DefaultDedupeIDs, MaxDedupeIDs)
+	case o.DedupeIDs == 0:
+		o.DedupeIDs = DefaultDedupeIDs
 	}
 	if o.Window.MaxPoints == 0 && o.Window.Horizon == 0 {
 		o.Window = d.Window

@@ -30,6 +30,13 @@ type State struct {
 	LastActivity int64
 	// External holds the latest value per external feature source.
 	External map[string]External
+	// Applied records the ids of the events applied, sorted by (TS, ID),
+	// and IDFloor the time at or before which ids were forgotten for the
+	// count bound (-1: none); see dedupe.go.
+	Applied []AppliedID
+	IDFloor int64
+	// ids indexes Applied by id; built on first use, nil until then.
+	ids map[string]struct{}
 	// Rev is the store's revision of this state when it was loaded ("" for
 	// stores without revisions); not encoded.
 	Rev string
@@ -44,9 +51,13 @@ type External struct {
 // EventsSource is the series name that counts events (source "events").
 const EventsSource = "events"
 
+// Encoding versions: 1 has no applied ids; 2 adds them. A state without
+// applied ids (and no floor) is written as version 1, so that a replica
+// that predates ids still reads it.
 const (
-	stateMagic   = "efst"
-	stateVersion = 1
+	stateMagic     = "efst"
+	stateVersionV1 = 1
+	stateVersion   = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -56,7 +67,7 @@ var errCorrupt = errors.New("features: corrupt entity state")
 
 // newState returns an empty state.
 func newState() *State {
-	return &State{Series: map[string]*window.Series{}, External: map[string]External{}}
+	return &State{Series: map[string]*window.Series{}, External: map[string]External{}, IDFloor: -1}
 }
 
 // series returns the series of src, creating it with cfg.
@@ -100,6 +111,7 @@ func (s *State) lastEventAtOrBefore(t int64) (int64, bool) {
 //	magic "efst", version u8, seq u64, lastActivity i64,
 //	sessionID (u16 len + bytes), session values u16 n × value,
 //	external u16 n × (name, f64, i64), series u16 n × (name, u32 len, bytes),
+//	[version 2: id floor i64, applied u32 n × (id, ts i64), sorted by (ts, id)],
 //	crc32c u32 of everything before.
 //
 // value: name (u16 len + bytes), version u32, null u8, f64, ts i64.
@@ -115,9 +127,16 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	for _, ser := range s.Series {
 		size += 64 + ser.EncodedSize()
 	}
+	for _, a := range s.Applied {
+		size += 10 + len(a.ID)
+	}
+	version := byte(stateVersion)
+	if len(s.Applied) == 0 && s.IDFloor < 0 {
+		version = stateVersionV1
+	}
 	b := make([]byte, 0, size)
 	b = append(b, stateMagic...)
-	b = append(b, stateVersion)
+	b = append(b, version)
 	b = binary.LittleEndian.AppendUint64(b, s.Seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(s.LastActivity))
 	b = appendString(b, s.SessionID)
@@ -152,6 +171,14 @@ func (s *State) MarshalBinary() ([]byte, error) {
 			return nil, err
 		}
 		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	}
+	if version == stateVersion {
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.IDFloor))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s.Applied)))
+		for _, a := range s.Applied {
+			b = appendString(b, a.ID)
+			b = binary.LittleEndian.AppendUint64(b, uint64(a.TS))
+		}
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
@@ -200,8 +227,9 @@ func unmarshalState(data []byte, cfg window.Config) (*State, error) {
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
 		return nil, fmt.Errorf("%w: CRC mismatch", errCorrupt)
 	}
-	if body[4] != stateVersion {
-		return nil, fmt.Errorf("%w: version %d", errCorrupt, body[4])
+	version := body[4]
+	if version != stateVersionV1 && version != stateVersion {
+		return nil, fmt.Errorf("%w: version %d", errCorrupt, version)
 	}
 	r := &reader{b: body[5:]}
 	s := newState()
@@ -235,6 +263,11 @@ func unmarshalState(data []byte, cfg window.Config) (*State, error) {
 			return nil, fmt.Errorf("%w: series %q: %v", errCorrupt, n, err)
 		}
 		s.Series[n] = ser
+	}
+	if version == stateVersion && r.err == nil {
+		if err := s.decodeApplied(r); err != nil {
+			return nil, err
+		}
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: truncated or trailing bytes", errCorrupt)

@@ -100,6 +100,10 @@ func dumpState(st *State) string {
 		enc, _ := st.Series[n].MarshalBinary()
 		fmt.Fprintf(&b, "series %q %x\n", n, enc)
 	}
+	fmt.Fprintf(&b, "id floor %d\n", st.IDFloor)
+	for _, a := range st.Applied {
+		fmt.Fprintf(&b, "applied %q at %d\n", a.ID, a.TS)
+	}
 	return b.String()
 }
 
@@ -113,7 +117,11 @@ func dumpState(st *State) string {
 //     same state and re-encode to the same bytes: decode(encode(decode(b)))
 //     == decode(b).
 func FuzzUnmarshalState(f *testing.F) {
-	for _, st := range []*State{newState(), fuzzState(f)} {
+	withIDs := fuzzState(f)
+	withIDs.recordID("1764151200000-0", 1e9)
+	withIDs.recordID("order-7", 2e9)
+	withIDs.IDFloor = 5e8
+	for _, st := range []*State{newState(), fuzzState(f), withIDs} {
 		b := mustMarshal(f, st)
 		f.Add(b, false)
 		f.Add(b[:len(b)-1], true)

@@ -28,6 +28,12 @@ const (
 	// MaxBatch is the most events in one ProcessBatch call: Redis runs a
 	// batch as one pipeline.
 	MaxBatch = 4096
+	// MaxEventIDBytes is the longest event id (features.Event.ID): ids are
+	// held in the state (DedupeIDs of them).
+	MaxEventIDBytes = 128
+	// MaxDedupeIDs is the largest Config.DedupeIDs: the Redis script reads
+	// and sorts the ids when it drops the older half.
+	MaxDedupeIDs = 1024
 )
 
 // MinEventNanos and MaxEventNanos bound event times, in Unix nanoseconds:
@@ -54,6 +60,11 @@ type Config struct {
 	Engagement Engagement
 	// FeatureVersion is the Version of every returned Value. Default 1.
 	FeatureVersion int
+	// DedupeIDs is the most event ids the state of an entity's current
+	// session remembers, so that an event with an id is counted once (see
+	// Deduplication in the package documentation). Default 32; at most
+	// MaxDedupeIDs. Each id costs its bytes plus about 40 in memory.
+	DedupeIDs int
 }
 
 // DefaultConfig returns the defaults: a 30-minute timeout, a 5-minute TTL
@@ -64,6 +75,7 @@ func DefaultConfig() Config {
 		TTLMargin:      5 * time.Minute,
 		Engagement:     DefaultEngagement(),
 		FeatureVersion: 1,
+		DedupeIDs:      32,
 	}
 }
 
@@ -198,6 +210,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: TTLMargin is %v; want 0 (default %v) to %v", ErrInvalidConfig, c.TTLMargin, d.TTLMargin, MaxTTLMargin)
 	case c.FeatureVersion < 0:
 		return c, fmt.Errorf("%w: FeatureVersion is %d; want >= 0", ErrInvalidConfig, c.FeatureVersion)
+	case c.DedupeIDs < 0 || c.DedupeIDs > MaxDedupeIDs:
+		return c, fmt.Errorf("%w: DedupeIDs is %d; want 0 (default %d) to %d", ErrInvalidConfig, c.DedupeIDs, d.DedupeIDs, MaxDedupeIDs)
+	}
+	if c.DedupeIDs == 0 {
+		c.DedupeIDs = d.DedupeIDs
 	}
 	if c.Timeout == 0 {
 		c.Timeout = d.Timeout

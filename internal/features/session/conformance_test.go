@@ -223,6 +223,70 @@ func testStore(t *testing.T, open func(t *testing.T, cfg Config) Store) {
 		}
 	})
 
+	t.Run("Dedupe", func(t *testing.T) {
+		// An event delivered again (same id) is counted once; the record
+		// keeps DedupeIDs ids and, past them, drops the older half: an id
+		// at or before the floor is then not counted (it may have been).
+		cfg := def
+		cfg.DedupeIDs = 3
+		s := open(t, cfg)
+		at := func(sec int, id string) features.Event {
+			e := ev("dd", "view", t0.Add(time.Duration(sec)*time.Second))
+			e.ID = id
+			return e
+		}
+		a, b, c, d := at(0, "a"), at(10, "b"), at(20, "c"), at(30, "d")
+		for _, e := range []features.Event{a, b, a, b} {
+			mustProcess(t, s, e)
+		}
+		r := mustProcess(t, s, b)
+		if !r.Duplicate || r.Events != 2 {
+			t.Errorf("b again: got duplicate %v, %d events; want true, 2", r.Duplicate, r.Events)
+		}
+		// A batch with a redelivery inside it and events without id.
+		res, errs := s.ProcessBatch(ctx, []features.Event{c, c, at(15, ""), at(15, "")})
+		for i, want := range []struct {
+			dup    bool
+			events int64
+		}{{false, 3}, {true, 3}, {false, 4}, {false, 5}} {
+			if errs[i] != nil || res[i].Duplicate != want.dup || res[i].Events != want.events {
+				t.Errorf("batch[%d]: got duplicate %v, %d events, %v; want %v, %d, nil", i, res[i].Duplicate, res[i].Events, errs[i], want.dup, want.events)
+			}
+		}
+		// d is the fourth id: the older half (times 0 and 10, the 2nd
+		// smallest of 4) goes and the floor is 10. a and b again, and a new
+		// id at the floor, are not counted; c and d are duplicates; a new
+		// id after the floor counts.
+		mustProcess(t, s, d)
+		for _, e := range []features.Event{a, b, at(10, "new")} {
+			if _, err := s.Process(ctx, e); !errors.Is(err, ErrOutOfOrder) || !strings.Contains(err.Error(), "remembers event ids") {
+				t.Errorf("id %q at the floor: got %v; want ErrOutOfOrder naming the id record", e.ID, err)
+			}
+		}
+		for _, e := range []features.Event{c, d} {
+			if r := mustProcess(t, s, e); !r.Duplicate || r.Events != 6 {
+				t.Errorf("%s again: got duplicate %v, %d events; want true, 6", e.ID, r.Duplicate, r.Events)
+			}
+		}
+		if r := mustProcess(t, s, at(11, "e")); r.Duplicate || r.Events != 7 {
+			t.Errorf("e: got duplicate %v, %d events; want false, 7", r.Duplicate, r.Events)
+		}
+		// A new session starts a new record.
+		f := at(30+int(def.Timeout/time.Second), "f")
+		if r := mustProcess(t, s, f); !r.IsNew || r.Events != 1 {
+			t.Errorf("f: got new %v, %d events; want a new session", r.IsNew, r.Events)
+		}
+		if r := mustProcess(t, s, f); !r.Duplicate || r.Events != 1 {
+			t.Errorf("f again: got duplicate %v, %d events; want true, 1", r.Duplicate, r.Events)
+		}
+		if r := mustProcess(t, s, at(30+int(def.Timeout/time.Second)+1, "c")); r.Duplicate || r.Events != 2 {
+			t.Errorf("c in the new session: got duplicate %v, %d events; want false, 2 (a new record)", r.Duplicate, r.Events)
+		}
+		if _, err := s.Process(ctx, at(1, strings.Repeat("x", MaxEventIDBytes+1))); !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "event id must be at most 128 bytes") {
+			t.Errorf("long id: got %v; want ErrInvalidEvent naming the limit", err)
+		}
+	})
+
 	t.Run("BatchLimit", func(t *testing.T) {
 		s := open(t, def)
 		evs := make([]features.Event, MaxBatch+1)

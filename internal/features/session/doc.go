@@ -21,8 +21,32 @@
 //     with ErrOutOfOrder naming both times, and the state is unchanged. A
 //     late event of an earlier session is never reattributed.
 //
-// Every applied event adds one to the count; delivering the same event
-// twice counts it twice (there is no deduplication).
+// Every applied event adds one to the count.
+//
+// # Deduplication
+//
+// An event with an id (features.Event.ID) is counted once: the state of
+// the current session records the ids of the events it counted, in the same
+// atomic step that counts them (Memory's lock, the Redis script), so an
+// event delivered again (a stream redelivery after a crash, a client
+// retry) changes nothing and its Result has Duplicate set and describes the
+// session as it is. Ids of earlier sessions need no record: an event of an
+// earlier session is older than the current session's start and is
+// rejected with ErrOutOfOrder anyway.
+//
+// The record is bounded: at most Config.DedupeIDs ids (default 32). When
+// one more would pass that, the older half goes at once (so the cost per
+// event stays constant): with T the ceil(n/2)-th smallest event time of
+// the n ids, every id at or before T is dropped and the floor rises to T.
+// An event with an id not recorded and a time at or before the floor is
+// rejected with ErrOutOfOrder (it may have been counted), as an event older
+// than the session is. So a redelivery is never counted twice; the cost is
+// that, in a session of more than DedupeIDs events, a late event with an id
+// that arrives behind the floor is not counted in the session (package
+// service still counts it in its windows). Events without an id
+// are never deduplicated and never meet the floor. The record lives and
+// expires with the state (see State retention): an event delivered again
+// after its entity's state expired starts a new session.
 //
 // # Features
 //
@@ -86,7 +110,7 @@
 // # Limits
 //
 // Entity ids: non-empty UTF-8 of at most MaxEntityIDBytes; event types: at
-// most MaxEventTypeBytes; event times: MinEventNanos to MaxEventNanos
+// most MaxEventTypeBytes; event ids: UTF-8 of at most MaxEventIDBytes; event times: MinEventNanos to MaxEventNanos
 // (1970-01-01T00:00:00Z to 2262-04-11T23:47:16.854775807Z: Unix nanoseconds
 // must be non-negative and fit an int64); batches: at most MaxBatch events;
 // Timeout: at most MaxTimeout.

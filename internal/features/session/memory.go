@@ -17,8 +17,9 @@ var _ Store = (*Memory)(nil)
 type MemoryOptions struct {
 	// MaxEntities bounds the entities whose state is kept; when a new
 	// entity would exceed it, the least recently touched one is evicted.
-	// Default 1<<20 (roughly 200 bytes plus the id per entity). Negative is
-	// invalid.
+	// Default 1<<20 (roughly 200 bytes plus the id per entity, plus the
+	// event ids of its session: up to Config.DedupeIDs × (id + 40 bytes)).
+	// Negative is invalid.
 	MaxEntities int
 	// Clock is the wall clock that ages states (Config.TTLMargin). Default
 	// features.SystemClock.
@@ -54,6 +55,7 @@ type Memory struct {
 type memEntry struct {
 	entity  string
 	st      state
+	rec     idRecord  // ids of the events the session counted
 	touched time.Time // wall clock of the last applied event
 }
 
@@ -90,12 +92,14 @@ func (m *Memory) Process(ctx context.Context, ev features.Event) (Result, error)
 		m.mu.Unlock()
 		return Result{}, itemError(-1, &ev, ErrClosed)
 	}
-	st, isNew, err := m.apply(m.clock.Now(), ev.EntityID, t)
+	st, isNew, dup, err := m.apply(m.clock.Now(), ev.EntityID, t, ev.ID)
 	m.mu.Unlock()
 	if err != nil {
 		return Result{}, itemError(-1, &ev, err)
 	}
-	return m.cfg.result(&ev, st, isNew), nil
+	res := m.cfg.result(&ev, st, isNew)
+	res.Duplicate = dup
+	return res, nil
 }
 
 // ProcessBatch applies events in order under one lock.
@@ -106,8 +110,8 @@ func (m *Memory) ProcessBatch(ctx context.Context, evs []features.Event) ([]Resu
 		return res, errs
 	}
 	type applied struct {
-		st    state
-		isNew bool
+		st         state
+		isNew, dup bool
 	}
 	out := make([]applied, len(evs))
 	m.mu.Lock()
@@ -121,43 +125,53 @@ func (m *Memory) ProcessBatch(ctx context.Context, evs []features.Event) ([]Resu
 		if errs[i] != nil {
 			continue
 		}
-		st, isNew, err := m.apply(now, evs[i].EntityID, ts[i])
+		st, isNew, dup, err := m.apply(now, evs[i].EntityID, ts[i], evs[i].ID)
 		if err != nil {
 			errs[i] = itemError(i, &evs[i], err)
 			continue
 		}
-		out[i] = applied{st, isNew}
+		out[i] = applied{st, isNew, dup}
 	}
 	m.mu.Unlock()
 	for i := range evs {
 		if errs[i] == nil {
 			res[i] = m.cfg.result(&evs[i], out[i].st, out[i].isNew)
+			res[i].Duplicate = out[i].dup
 		}
 	}
 	return res, errs
 }
 
-// apply runs the transition for entity at event time t, wall time now.
-// Callers hold m.mu.
-func (m *Memory) apply(now time.Time, entity string, t int64) (state, bool, error) {
+// apply runs the transition for the event id of entity at event time t,
+// wall time now; dup reports a duplicate id (nothing changed). Callers
+// hold m.mu.
+func (m *Memory) apply(now time.Time, entity string, t int64, id string) (st state, isNew, dup bool, err error) {
 	ttl := m.cfg.ttl()
 	el := m.entries[entity]
 	var prev *state
+	rec := newIDRecord()
 	if el != nil {
 		if e := el.Value.(*memEntry); now.Sub(e.touched) < ttl {
-			prev = &e.st
+			prev, rec = &e.st, e.rec
 		}
+	}
+	if dup, err := rec.check(prev, id, t, m.cfg.DedupeIDs); dup || err != nil {
+		if prev != nil {
+			st = *prev
+		}
+		return st, false, dup, err // unchanged and not touched, as in Redis
 	}
 	next, isNew, err := transition(prev, entity, t, m.cfg.Timeout)
 	if err != nil {
-		return next, false, err // state unchanged and not touched, as in Redis
+		return next, false, false, err // state unchanged and not touched, as in Redis
 	}
+	rec.add(id, t, isNew, m.cfg.DedupeIDs)
 	if el != nil {
 		e := el.Value.(*memEntry)
-		e.st, e.touched = next, now
+		e.st, e.rec, e.touched = next, rec, now
 		m.lru.MoveToFront(el)
 	} else {
-		m.entries[entity] = m.lru.PushFront(&memEntry{entity: entity, st: next, touched: now})
+		m.entries[entity] = m.lru.PushFront(&memEntry{entity: entity, st: next, rec: rec, touched: now})
 	}
 	// Drop the expired and, past the bound, the least recently touched. The
 	// front element was just touched, so it is never removed (ttl > 0).
@@ -169,7 +183,7 @@ func (m *Memory) apply(now time.Time, entity string, t int64) (state, bool, erro
 		m.lru.Remove(back)
 		delete(m.entries, e.entity)
 	}
-	return next, isNew, nil
+	return next, isNew, false, nil
 }
 
 // Len returns the number of entities whose state is held, expired ones not

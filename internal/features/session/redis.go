@@ -46,6 +46,11 @@ func DefaultRedisOptions() RedisOptions { return RedisOptions{Prefix: "embedd:se
 //	start  session start, Unix nanoseconds, decimal
 //	last   last activity, Unix nanoseconds, decimal
 //	count  events in the session, decimal
+//	i:<event id>  one field per event id the session counted (see
+//	              Deduplication): its event time, decimal; at most
+//	              Config.DedupeIDs of them
+//	n      the number of i: fields, decimal; absent before the first
+//	floor  the latest time of an id dropped for that bound; absent when none
 //
 // and a TTL of Config.Timeout + Config.TTLMargin, refreshed on every applied
 // event. An event is applied by a Lua script (session.lua, run with EVALSHA
@@ -98,8 +103,8 @@ func NewRedis(c goredis.UniversalClient, cfg Config, opts RedisOptions) (*Redis,
 // Key returns the key of entityID's state.
 func (r *Redis) Key(entityID string) string { return r.prefix + "{" + entityID + "}" }
 
-func (r *Redis) args(entity string, t int64) []any {
-	return []any{strconv.FormatInt(t, 10), r.timeout, r.ttlMillis, entity}
+func (r *Redis) args(ev *features.Event, t int64) []any {
+	return []any{strconv.FormatInt(t, 10), r.timeout, r.ttlMillis, ev.EntityID, ev.ID, r.cfg.DedupeIDs}
 }
 
 // Process applies one event (EVALSHA, falling back to EVAL when the server
@@ -115,12 +120,14 @@ func (r *Redis) Process(ctx context.Context, ev features.Event) (Result, error) 
 	if r.closed.Load() {
 		return Result{}, itemError(-1, &ev, ErrClosed)
 	}
-	cmd := r.script.Run(ctx, r.c, []string{r.Key(ev.EntityID)}, r.args(ev.EntityID, t)...)
-	st, isNew, err := r.reply(cmd, ev.EntityID, t)
+	cmd := r.script.Run(ctx, r.c, []string{r.Key(ev.EntityID)}, r.args(&ev, t)...)
+	st, isNew, dup, err := r.reply(cmd, &ev, t)
 	if err != nil {
 		return Result{}, itemError(-1, &ev, err)
 	}
-	return r.cfg.result(&ev, st, isNew), nil
+	res := r.cfg.result(&ev, st, isNew)
+	res.Duplicate = dup
+	return res, nil
 }
 
 // ProcessBatch applies events in order in one pipeline. When the server
@@ -144,7 +151,7 @@ func (r *Redis) ProcessBatch(ctx context.Context, evs []features.Event) ([]Resul
 	run := func(idx []int) {
 		pipe := r.c.Pipeline()
 		for _, i := range idx {
-			cmds[i] = r.script.EvalSha(ctx, pipe, []string{r.Key(evs[i].EntityID)}, r.args(evs[i].EntityID, ts[i])...)
+			cmds[i] = r.script.EvalSha(ctx, pipe, []string{r.Key(evs[i].EntityID)}, r.args(&evs[i], ts[i])...)
 		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
 	}
@@ -177,12 +184,13 @@ func (r *Redis) ProcessBatch(ctx context.Context, evs []features.Event) ([]Resul
 		if errs[i] != nil {
 			continue
 		}
-		st, isNew, err := r.reply(cmds[i], evs[i].EntityID, ts[i])
+		st, isNew, dup, err := r.reply(cmds[i], &evs[i], ts[i])
 		if err != nil {
 			errs[i] = itemError(i, &evs[i], err)
 			continue
 		}
 		res[i] = r.cfg.result(&evs[i], st, isNew)
+		res[i].Duplicate = dup
 	}
 	return res, errs
 }
@@ -191,35 +199,36 @@ func isNoScript(err error) bool {
 	return err != nil && (errors.Is(err, goredis.ErrNoScript) || goredis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
-// reply reads the script's reply (see session.lua) for the event of entity
-// at time t.
-func (r *Redis) reply(cmd *goredis.Cmd, entity string, t int64) (state, bool, error) {
+// reply reads the script's reply (see session.lua) for event ev at time t;
+// dup reports a duplicate id.
+func (r *Redis) reply(cmd *goredis.Cmd, ev *features.Event, t int64) (st state, isNew, dup bool, err error) {
 	v, err := cmd.Slice()
 	if err != nil {
-		return state{}, false, r.wrap(err)
+		return state{}, false, false, r.wrap(err)
 	}
-	key := r.Key(entity)
-	bad := func(why string) (state, bool, error) {
-		return state{}, false, fmt.Errorf("%w: key %q: %s (reply %v)", ErrCorruptState, key, why, v)
+	key := r.Key(ev.EntityID)
+	bad := func(why string) (state, bool, bool, error) {
+		return state{}, false, false, fmt.Errorf("%w: key %q: %s (reply %v)", ErrCorruptState, key, why, v)
 	}
 	if len(v) == 2 {
 		if code, _ := v[0].(int64); code == 2 {
 			return bad(fmt.Sprint(v[1]))
 		}
 	}
-	if len(v) != 6 {
-		return bad("reply has " + strconv.Itoa(len(v)) + " elements; want 6")
+	if len(v) != 7 {
+		return bad("reply has " + strconv.Itoa(len(v)) + " elements; want 7")
 	}
 	code, ok0 := v[0].(int64)
 	id, ok1 := v[1].(string)
 	start, ok2 := v[2].(string)
 	last, ok3 := v[3].(string)
 	count, ok4 := v[4].(int64)
-	isNew, ok5 := v[5].(int64)
-	if !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5) {
+	fresh, ok5 := v[5].(int64)
+	floor, ok6 := v[6].(string)
+	if !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
 		return bad("reply elements of the wrong types")
 	}
-	st := state{id: id, count: count}
+	st = state{id: id, count: count}
 	var err1, err2 error
 	st.start, err1 = strconv.ParseInt(start, 10, 64)
 	st.last, err2 = strconv.ParseInt(last, 10, 64)
@@ -228,9 +237,17 @@ func (r *Redis) reply(cmd *goredis.Cmd, entity string, t int64) (state, bool, er
 	}
 	switch code {
 	case 0:
-		return st, isNew == 1, nil
+		return st, fresh == 1, false, nil
 	case 1:
-		return st, false, outOfOrder(t, st.id, st.start)
+		return st, false, false, outOfOrder(t, st.id, st.start)
+	case 3:
+		return st, false, true, nil
+	case 4:
+		f, err := strconv.ParseInt(floor, 10, 64)
+		if err != nil {
+			return bad("floor out of range")
+		}
+		return st, false, false, idFloor(ev.ID, t, st.id, f, r.cfg.DedupeIDs)
 	}
 	return bad("unknown status " + strconv.FormatInt(code, 10))
 }

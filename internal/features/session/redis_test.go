@@ -286,13 +286,15 @@ func TestDifferential(t *testing.T) {
 			if seed == 3 {
 				cfg.Timeout = MaxTimeout
 			}
+			cfg.DedupeIDs = []int{1, 2, 32, 1}[seed]
 			red := openRedis(t, c, cfg, testPrefix(t, c))
 			mem := openMemory(t, cfg, MemoryOptions{})
 			entities := []string{"a", "b", "ü-ñ", "d"}
 			types := []string{"view", "click", "purchase", "scroll", ""}
 			cur := map[string]int64{} // the last time sent per entity
 			startSpan := int64(math.MaxInt64) - int64(1000*cfg.Timeout)
-			var nApplied, nNew, nLate, nOOO int
+			var nApplied, nNew, nLate, nOOO, nDup, nFloor int
+			var sent []features.Event // events with ids, to send again
 			for round := range 60 {
 				n := 1 + rng.IntN(40)
 				evs := make([]features.Event, n)
@@ -323,6 +325,13 @@ func TestDifferential(t *testing.T) {
 					tn = max(tn, 0)
 					cur[e] = max(last, tn)
 					evs[i] = ev(e, types[rng.IntN(len(types))], time.Unix(0, tn))
+					switch k := rng.IntN(10); {
+					case k < 2 && len(sent) > 0: // a redelivery
+						evs[i] = sent[len(sent)-1-rng.IntN(min(len(sent), 8))]
+					case k < 8:
+						evs[i].ID = fmt.Sprintf("ev-%d-%d", round, i)
+						sent = append(sent, evs[i])
+					}
 				}
 				var rr, mr []Result
 				var re, me []error
@@ -347,8 +356,12 @@ func TestDifferential(t *testing.T) {
 						t.Fatalf("round %d events[%d] %+v:\nredis  %+v\nmemory %+v", round, i, evs[i], rr[i], mr[i])
 					}
 					switch {
+					case re[i] != nil && strings.Contains(re[i].Error(), "remembers event ids"):
+						nFloor++
 					case re[i] != nil:
 						nOOO++
+					case rr[i].Duplicate:
+						nDup++
 					case rr[i].IsNew:
 						nNew++
 					case rr[i].LastActivity.After(evs[i].Timestamp):
@@ -360,8 +373,9 @@ func TestDifferential(t *testing.T) {
 				}
 			}
 			// The stream must exercise every branch.
-			if nNew < 10 || nLate < 10 || nOOO < 10 || nApplied-nNew-nLate < 10 {
-				t.Errorf("coverage: %d applied, %d new, %d late, %d out of order; want >= 10 of each", nApplied, nNew, nLate, nOOO)
+			if nNew < 10 || nLate < 10 || nOOO < 10 || nApplied-nNew-nLate-nDup < 10 || nDup < 10 || (cfg.DedupeIDs < 32 && nFloor < 5) {
+				t.Errorf("coverage: %d applied, %d new, %d late, %d out of order, %d duplicates, %d below the id floor; want >= 10 of each (5 below the floor)",
+					nApplied, nNew, nLate, nOOO, nDup, nFloor)
 			}
 		})
 	}

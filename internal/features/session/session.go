@@ -5,6 +5,8 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -51,6 +53,10 @@ type Result struct {
 	Events int64
 	// IsNew is true when this event started the session.
 	IsNew bool
+	// Duplicate is true when the session had already counted an event with
+	// this event's id: nothing changed, and the other fields describe the
+	// session as it is.
+	Duplicate bool
 	// Values are the features named by FeatureNames, in that order, each
 	// with Timestamp = the event time and Source = features.SourceComputed.
 	Values []features.Value
@@ -100,6 +106,69 @@ func transition(prev *state, entity string, t int64, timeout time.Duration) (nex
 		return next, false, nil
 	}
 	return state{id: sessionID(entity, t), start: t, last: t, count: 1}, true, nil
+}
+
+// idRecord is the deduplication record of an entity's current session:
+// the ids of the events it counted with their event times, at most
+// Config.DedupeIDs, and floor, the latest event time of an id dropped for
+// that bound (-1: none). The Redis script keeps the same in the hash: one
+// field "i:" + id per id, n their number, and floor.
+type idRecord struct {
+	ids   map[string]int64
+	floor int64
+}
+
+func newIDRecord() idRecord { return idRecord{floor: -1} }
+
+// check runs before the transition for an event with id at t on a session
+// whose record is rec: dup when the session counted id; ErrOutOfOrder
+// when t is before the session or at or before the floor (it may have been
+// counted and its id dropped).
+func (rec *idRecord) check(prev *state, id string, t int64, limit int) (dup bool, err error) {
+	if id == "" || prev == nil {
+		return false, nil
+	}
+	if _, ok := rec.ids[id]; ok {
+		return true, nil
+	}
+	if t < prev.start {
+		return false, outOfOrder(t, prev.id, prev.start)
+	}
+	if rec.floor >= 0 && t <= rec.floor {
+		return false, idFloor(id, t, prev.id, rec.floor, limit)
+	}
+	return false, nil
+}
+
+// add records id at t after the event was applied (isNew: it started a new
+// session, so the record starts afresh). Past limit ids it drops the older
+// half at once (amortized O(1) per event): with T the ceil(n/2)-th
+// smallest time, every id at or before T, and the floor rises to T. The
+// rule depends on times only, not on the order ids arrived in, so the
+// Redis script, which sees the ids of a hash in no order, drops the same.
+func (rec *idRecord) add(id string, t int64, isNew bool, limit int) {
+	if isNew {
+		*rec = newIDRecord()
+	}
+	if id == "" {
+		return
+	}
+	if rec.ids == nil {
+		rec.ids = map[string]int64{}
+	}
+	rec.ids[id] = t
+	if len(rec.ids) <= limit {
+		return
+	}
+	ts := slices.Sorted(maps.Values(rec.ids))
+	cut := ts[(len(ts)+1)/2-1]
+	maps.DeleteFunc(rec.ids, func(_ string, t int64) bool { return t <= cut })
+	rec.floor = max(rec.floor, cut)
+}
+
+func idFloor(id string, t int64, session string, floor int64, limit int) error {
+	return fmt.Errorf("%w: event id %q at %s is at or before %s, the oldest time session %s remembers event ids for (its last %d; Config.DedupeIDs): not counted in the session",
+		ErrOutOfOrder, id, fmtNanos(t), fmtNanos(floor), session, limit)
 }
 
 func outOfOrder(t int64, id string, start int64) error {
@@ -156,6 +225,8 @@ func validateEvent(ev *features.Event) (int64, error) {
 		return 0, fmt.Errorf("%w: entity id is not valid UTF-8", ErrInvalidEvent)
 	case len(ev.Type) > MaxEventTypeBytes:
 		return 0, fmt.Errorf("%w: event type is %d bytes; limit %d", ErrInvalidEvent, len(ev.Type), MaxEventTypeBytes)
+	case len(ev.ID) > MaxEventIDBytes || !utf8.ValidString(ev.ID):
+		return 0, fmt.Errorf("%w: event id must be at most %d bytes of UTF-8 (got %d bytes)", ErrInvalidEvent, MaxEventIDBytes, len(ev.ID))
 	}
 	t := ev.Timestamp
 	if t.Before(time.Unix(0, MinEventNanos)) || t.After(time.Unix(0, MaxEventNanos)) {

@@ -5,6 +5,8 @@
 // Message format (stream fields, all strings):
 //
 //	entity_id   required
+//	event_id    optional: the event's id (features.Event.ID); default the
+//	            stream message id, so a redelivered message is applied once
 //	event_type  optional
 //	ts          event time: RFC 3339 (2026-11-26T10:00:00.5Z) or unix
 //	            milliseconds (1764151200500)
@@ -22,9 +24,18 @@
 // then claims messages another consumer left pending for longer than
 // ClaimIdle (a crashed replica), then reads new ones.
 //
-// Note: a redelivered event is applied again; windows then count it twice.
-// Exactly-once would need the stream id stored with the state; see Status
-// in the README.
+// Effect: exactly once. Every event carries an id (its event_id field, or
+// the stream message id), and the service records the ids each entity
+// applied in the same atomic update that applies the event (package
+// service, dedupe.go): a message redelivered after a crash between the
+// state write and the XACK, or claimed from a dead consumer, is recognized
+// and acknowledged without being applied again; so is a message added
+// twice to the stream with the same event_id (a producer's retry). The
+// session count is deduplicated the same way (package session). The
+// guarantee holds while the id is remembered: within the allowed lateness
+// and the last service.Options.DedupeIDs events of the entity; older
+// redeliveries are rejected as too late (dead-lettered), never applied
+// twice.
 package stream
 
 import (
@@ -200,10 +211,14 @@ func (c *Consumer) claimAndProcess(ctx context.Context) (int, error) {
 	return len(msgs), nil
 }
 
-// Decode turns a stream message into an event.
-func Decode(m map[string]any) (features.Event, error) {
+// Decode turns a stream message into an event. The event's ID is the
+// message's event_id field, or msgID when it has none.
+func Decode(msgID string, m map[string]any) (features.Event, error) {
 	str := func(k string) string { s, _ := m[k].(string); return s }
-	ev := features.Event{EntityID: str("entity_id"), Type: str("event_type")}
+	ev := features.Event{ID: str("event_id"), EntityID: str("entity_id"), Type: str("event_type")}
+	if ev.ID == "" {
+		ev.ID = msgID
+	}
 	if ev.EntityID == "" {
 		return ev, errors.New("field entity_id is missing")
 	}
@@ -238,7 +253,7 @@ func (c *Consumer) process(ctx context.Context, msgs []goredis.XMessage) (transi
 	at := make([]int, 0, len(msgs))
 	rejected := map[int]error{}
 	for i, m := range msgs {
-		ev, err := Decode(m.Values)
+		ev, err := Decode(m.ID, m.Values)
 		if err != nil {
 			rejected[i] = fmt.Errorf("%w: %v", service.ErrInvalid, err)
 			continue

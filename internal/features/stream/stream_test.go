@@ -225,12 +225,15 @@ func (r *recorder) ingestAs(who string, evs []features.Event) ([]error, error) {
 }
 
 func TestDecode(t *testing.T) {
-	ev, err := Decode(map[string]any{"entity_id": "u", "ts": "2026-11-26T10:00:00.5Z", "values": `{"a":1.5}`, "context": `{"k":"v"}`})
-	if err != nil || !ev.Timestamp.Equal(time.Date(2026, 11, 26, 10, 0, 0, 5e8, time.UTC)) || ev.Values["a"] != 1.5 || ev.Context["k"] != "v" {
+	ev, err := Decode("1-0", map[string]any{"entity_id": "u", "ts": "2026-11-26T10:00:00.5Z", "values": `{"a":1.5}`, "context": `{"k":"v"}`})
+	if err != nil || !ev.Timestamp.Equal(time.Date(2026, 11, 26, 10, 0, 0, 5e8, time.UTC)) || ev.Values["a"] != 1.5 || ev.Context["k"] != "v" || ev.ID != "1-0" {
 		t.Fatalf("%+v %v", ev, err)
 	}
+	if ev, err := Decode("1-0", map[string]any{"entity_id": "u", "ts": "1", "event_id": "order-7"}); err != nil || ev.ID != "order-7" {
+		t.Fatalf("event_id field: got %q, %v; want order-7", ev.ID, err)
+	}
 	for _, bad := range []map[string]any{{"ts": "1"}, {"entity_id": "u"}, {"entity_id": "u", "ts": "1", "values": `[1]`}, {"entity_id": "u", "ts": "1", "context": `{"k":1}`}} {
-		if _, err := Decode(bad); err == nil {
+		if _, err := Decode("1-0", bad); err == nil {
 			t.Errorf("%v decoded", bad)
 		}
 	}

@@ -11,7 +11,8 @@
 //
 // Limits (INVALID_ARGUMENT naming the index and the limit): events per call
 // 4096, entities per GetFeatures 1024, features 512, entity id 1..256
-// bytes, event type 1..256 bytes, 64 values and 32 context entries per event.
+// bytes, event type 1..256 bytes, event id 0..128 bytes, 64 values and 32
+// context entries per event.
 
 package embeddv1
 
@@ -87,12 +88,18 @@ func (ValueSource) EnumDescriptor() ([]byte, []int) {
 }
 
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EntityId      string                 `protobuf:"bytes,1,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
-	EventType     string                 `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
-	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Values        map[string]float64     `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Context       map[string]string      `protobuf:"bytes,5,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	EntityId  string                 `protobuf:"bytes,1,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
+	EventType string                 `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Values    map[string]float64     `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Context   map[string]string      `protobuf:"bytes,5,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Optional id, unique per event (at most 128 bytes of UTF-8). An event
+	// whose id its entity already applied, within the allowed lateness, is
+	// not applied again and counts as accepted: a client may retry a call
+	// that timed out with the same ids and every event is applied once.
+	// Empty: no deduplication.
+	EventId       string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +167,13 @@ func (x *Event) GetContext() map[string]string {
 		return x.Context
 	}
 	return nil
+}
+
+func (x *Event) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
 }
 
 type IngestEventsRequest struct {
@@ -1122,14 +1136,15 @@ var File_embedd_v1_features_proto protoreflect.FileDescriptor
 
 const file_embedd_v1_features_proto_rawDesc = "" +
 	"\n" +
-	"\x18embedd/v1/features.proto\x12\tembedd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x02\n" +
+	"\x18embedd/v1/features.proto\x12\tembedd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n" +
 	"\x05Event\x12\x1b\n" +
 	"\tentity_id\x18\x01 \x01(\tR\bentityId\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x02 \x01(\tR\teventType\x128\n" +
 	"\ttimestamp\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x124\n" +
 	"\x06values\x18\x04 \x03(\v2\x1c.embedd.v1.Event.ValuesEntryR\x06values\x127\n" +
-	"\acontext\x18\x05 \x03(\v2\x1d.embedd.v1.Event.ContextEntryR\acontext\x1a9\n" +
+	"\acontext\x18\x05 \x03(\v2\x1d.embedd.v1.Event.ContextEntryR\acontext\x12\x19\n" +
+	"\bevent_id\x18\x06 \x01(\tR\aeventId\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a:\n" +

@@ -11,7 +11,8 @@
 //
 // Limits (INVALID_ARGUMENT naming the index and the limit): events per call
 // 4096, entities per GetFeatures 1024, features 512, entity id 1..256
-// bytes, event type 1..256 bytes, 64 values and 32 context entries per event.
+// bytes, event type 1..256 bytes, event id 0..128 bytes, 64 values and 32
+// context entries per event.
 
 package embeddv1
 
