@@ -13,7 +13,13 @@
 #   stores     upsert pipeline, Redis, embedded and Milvus search (make services)
 #   features   ingest, GetFeatures in process and over gRPC (make services)
 #   reembed    embedd reembed end to end vs the engine alone, same texts
-#              (EMBEDD_REEMBED_N short texts, default 10,000; embedded store)
+#              (EMBEDD_REEMBED_N short texts, default 10,000; on the embedded
+#              store, and on Milvus + Redis when EMBEDD_MILVUS_ADDR and
+#              EMBEDD_REDIS_ADDR are set, as make services does)
+#   reembed-online  online Embed p50/p99 at a fixed rate alone, and while a
+#              `reembed --server` job runs against the same server (with and
+#              without --max-rate); ratios per round (bench/reembed/online,
+#              EMBEDD_REEMBED_ONLINE_FLAGS adds its flags; about 2 min)
 #   parity     engine vs the Python reference pipeline (TestParity, about 1 min)
 #   exporter   tools/bertonnx/verify.py and verify_variants.py: the exported
 #              graphs vs an independent numpy BertModel (about 10 min on 2 cores)
@@ -29,7 +35,7 @@ mkdir -p "$out"
 py=$(scripts/pyenv.sh)
 export EMBEDD_REQUIRE_ASSETS=1 EMBEDD_REQUIRE_STORES=1
 
-all=(tokenizer quant memory cache server stores features reembed parity exporter)
+all=(tokenizer quant memory cache server stores features reembed reembed-online parity exporter)
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=("${all[@]}")
 for s in "${sections[@]}"; do
@@ -93,6 +99,15 @@ bench_reembed() {
   go test -run '^$' -bench BenchmarkReembed -benchtime 1x -timeout 60m ./cmd/embedd | tee "$out/reembed.txt"
 }
 
+# Writes bench/results/reembed-online.{json,md} itself (not tools/bench/results.py).
+bench_reembed-online() {
+  echo "== reembed-online: online p50/p99 alone vs with a reembed --server job (with and without --max-rate)"
+  go build -o bin/embedd ./cmd/embedd
+  go build -o bin/load ./bench/load
+  # shellcheck disable=SC2086
+  go run ./bench/reembed/online -out "$out/reembed-online" ${EMBEDD_REEMBED_ONLINE_FLAGS:-} | tee "$out/reembed-online.txt"
+}
+
 bench_parity() {
   echo "== embedding parity: engine vs Python tokenizers + onnxruntime (TestParity asserts the bounds)"
   go test -count=1 -run '^TestParity$' -v ./internal/engine 2>&1 | grep -v ' INFO ' | tee "$out/parity.txt"
@@ -113,4 +128,8 @@ if [ ${#sections[@]} -eq ${#all[@]} ]; then
   echo
   go run ./bench/summarize "$out"
 fi
-"$py" tools/bench/results.py --out "$out" --results bench/results "${sections[@]}"
+filed=()
+for s in "${sections[@]}"; do
+  [ "$s" = reembed-online ] || filed+=("$s") # it files its own results
+done
+[ ${#filed[@]} -eq 0 ] || "$py" tools/bench/results.py --out "$out" --results bench/results "${filed[@]}"

@@ -18,11 +18,14 @@ import (
 	"github.com/embedd/embedd/internal/engine"
 	"github.com/embedd/embedd/internal/index"
 	"github.com/embedd/embedd/internal/reembed"
+	"github.com/embedd/embedd/internal/reembed/remote"
 	"github.com/embedd/embedd/models"
 )
 
-// `embedd reembed`: batch re-embedding jobs (internal/reembed), in process
-// on this machine's engine, into the stores the store flags select.
+// `embedd reembed`: batch re-embedding jobs (internal/reembed), embedding
+// in process on this machine's engine or, with --server, through a running
+// server's EmbedStream (reembed_remote.go), into the stores the store flags
+// select.
 
 // jobError is an error of a job that could not run: main exits with status
 // 2 for it (the status it gives errUsage), 1 being "some records failed".
@@ -85,6 +88,7 @@ func openTarget(ctx context.Context, c *storeConfig, emb index.Embedder, model s
 type reembedConfig struct {
 	common
 	stores           storeConfig
+	remote           remoteFlags
 	collection       string
 	model            string
 	version          string
@@ -107,11 +111,15 @@ type reembedConfig struct {
 	shards           int
 	progress         string
 	progressInterval time.Duration
+
+	// remoteStats is what the remote embedder did (set after a --server run).
+	remoteStats *remote.Stats
 }
 
 func (c *reembedConfig) register(fs *flag.FlagSet) {
 	c.common.register(fs)
 	registerJobStores(fs, &c.stores)
+	c.remote.register(fs)
 	d := reembed.DefaultOptions()
 	fs.StringVar(&c.collection, "collection", "default", "collection to write (a new version of it, then the alias swap)")
 	fs.StringVar(&c.model, "model", models.Default, "model to embed with; the new version is bound to its version")
@@ -123,8 +131,8 @@ func (c *reembedConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.truncate, "truncate", true, "cut texts longer than the model's max_seq_len; false sends them to the dead-letter file")
 	fs.IntVar(&c.batchSize, "batch-size", d.BatchSize, "records per upsert")
 	fs.IntVar(&c.inFlight, "in-flight", d.InFlight, "upserts at once")
-	fs.Float64Var(&c.maxRate, "max-rate", 0, "most records embedded per second; 0 = no limit")
-	fs.IntVar(&c.maxRetries, "max-retries", d.MaxRetries, "retries of an upsert a store or the engine refused for now (unavailable, queue full), with backoff")
+	fs.Float64Var(&c.maxRate, "max-rate", 0, "most records embedded per second; 0 = no limit (with --server, paced request by request)")
+	fs.IntVar(&c.maxRetries, "max-retries", d.MaxRetries, "retries of an upsert a store or the engine refused for now (unavailable, queue full), with backoff; with --server also of each request the server refused for now (RESOURCE_EXHAUSTED, UNAVAILABLE), waiting at least its RetryInfo hint")
 	fs.IntVar(&c.maxLineBytes, "max-line-bytes", d.Limits.MaxLineBytes, "longest JSONL line or CSV record in bytes")
 	fs.StringVar(&c.stateDir, "state-dir", "", "job state: checkpoints, done markers, dead letters (default <data-dir>/reembed; shards of a job share it)")
 	fs.StringVar(&c.deadLetter, "dead-letter", "", "dead-letter JSONL file (default <state-dir>/<collection>/dead-letter-I-of-N.jsonl)")
@@ -231,6 +239,10 @@ func cmdReembed(ctx context.Context, args []string, stdout io.Writer, logger *sl
 	if sum != nil {
 		printSummary(stdout, o.Collection, sum)
 	}
+	if s := c.remoteStats; s != nil {
+		fmt.Fprintf(stdout, "embedded through server %s: %d requests, %d retried (%d after its RetryInfo hint, hints %s to %s), %s waited\n",
+			c.remote.addr, s.Requests, s.Retries, s.Hinted, s.MinHint, s.MaxHint, s.Waited.Round(time.Millisecond))
+	}
 	if err != nil {
 		return couldNotRun(err)
 	}
@@ -240,23 +252,40 @@ func cmdReembed(ctx context.Context, args []string, stdout io.Writer, logger *sl
 	return nil
 }
 
-// run starts the engine and the stores and runs the job.
+// run starts the embedder (the engine, or the remote one of --server) and
+// the stores, and runs the job.
 func (c *reembedConfig) run(ctx context.Context, o reembed.Options, logger *slog.Logger) (*reembed.Summary, error) {
 	if c.batchSize > index.DefaultLimits().MaxItems {
 		c.stores.maxItems = c.batchSize
 	}
-	eng, err := c.engine(logger)
-	if err != nil {
-		return nil, err
+	var emb reembed.Embedder
+	if c.remote.addr != "" {
+		rm, closeRemote, err := c.openRemote(ctx, logger)
+		if err != nil {
+			return nil, err
+		}
+		defer closeRemote()
+		emb = rm
+		// The remote embedder paces --max-rate request by request (small
+		// bulk batches at the server, rather than a whole upsert batch at
+		// once); a second limiter per batch would only slow it below the
+		// rate. Store writes follow the embeddings, so they keep the rate.
+		o.MaxRate = 0
+	} else {
+		eng, err := c.engine(logger)
+		if err != nil {
+			return nil, err
+		}
+		defer eng.Close()
+		emb = eng
 	}
-	defer eng.Close()
-	m, err := eng.Manifest(c.model)
+	m, err := emb.Manifest(c.model)
 	if err != nil {
 		return nil, err
 	}
 	o.ModelVersion = m.Version
 	o.Limits.MaxTextBytes = engine.DefaultOptions().MaxTextBytes
-	t, err := openTarget(ctx, &c.stores, eng, c.model, []string{o.Collection, o.FromCollection}, logger)
+	t, err := openTarget(ctx, &c.stores, emb, c.model, []string{o.Collection, o.FromCollection}, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,9 @@
 // collection, embeds their texts with a model version through the index
 // (internal/index, at bulk priority) and writes them to a collection
 // version bound to that model, then swaps the collection's alias to it.
+// The index embeds with an Embedder: this process's engine, or a running
+// server's EmbedStream (internal/reembed/remote); the job writes the
+// stores itself either way.
 //
 // A job is one logical run over its sources, possibly split over N shard
 // processes (Shard). Everything a job keeps lives in its state directory

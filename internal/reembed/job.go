@@ -358,6 +358,10 @@ func (j *job) createJob(ctx context.Context) error {
 		js.Target = j.args.DefaultVersion()
 	}
 	for _, v := range versions {
+		if j.o.Version != "" && v.Version == j.o.Version && v.ModelVersion != "" && v.ModelVersion != j.o.ModelVersion {
+			return fmt.Errorf("%w: collection %q version %q is bound to model version %q, but model %q is version %q where this job embeds; a version holds one model's vectors: name a new --version (or none) to re-embed into a new one",
+				ErrInvalid, j.o.Collection, v.Version, v.ModelVersion, j.o.Model, j.o.ModelVersion)
+		}
 		if v.Live && v.ModelVersion == j.o.ModelVersion && (j.o.Version == "" || j.o.Version == v.Version) {
 			js.Target, js.Incremental = v.Version, true
 		}

@@ -237,7 +237,8 @@ func encode(res *engine.Result, out embeddv1.OutputType, requestID string) (*emb
 
 // EmbedStream embeds the requests of a stream concurrently, at bulk
 // priority, answering each with the same request_id. A failed request is
-// answered with its error in the response; the stream stays open.
+// answered with its error in the response, details included (RetryInfo
+// with RESOURCE_EXHAUSTED); the stream stays open.
 func (s *Service) EmbedStream(stream grpc.BidiStreamingServer[embeddv1.EmbedRequest, embeddv1.EmbedResponse]) (err error) {
 	ctx := stream.Context()
 	defer s.observe("EmbedStream", metrics.Model, s.opts.DefaultModel, time.Now(), &err)
@@ -283,7 +284,7 @@ func (s *Service) EmbedStream(stream grpc.BidiStreamingServer[embeddv1.EmbedRequ
 			if err != nil {
 				sts := status.Convert(st)
 				resp = &embeddv1.EmbedResponse{RequestId: strings.ToValidUTF8(req.GetRequestId(), "\uFFFD"), Model: strings.ToValidUTF8(model, "\uFFFD"),
-					Error: &embeddv1.ErrorStatus{Code: int32(sts.Code()), Message: sts.Message()}}
+					Error: &embeddv1.ErrorStatus{Code: int32(sts.Code()), Message: sts.Message(), Details: sts.Proto().GetDetails()}}
 			}
 			out <- resp
 		}()

@@ -16,6 +16,7 @@ package embeddv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -352,11 +353,15 @@ func (x *EmbedResponse) GetError() *ErrorStatus {
 	return nil
 }
 
-// ErrorStatus reports a failed request inside a stream.
+// ErrorStatus reports a failed request inside a stream. Its fields are
+// google.rpc.Status's, with the same numbers.
 type ErrorStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"` // google.rpc.Code
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"` // google.rpc.Code
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The status details, as on a failed call: RESOURCE_EXHAUSTED carries a
+	// google.rpc.RetryInfo with the delay before a retry.
+	Details       []*anypb.Any `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -403,6 +408,13 @@ func (x *ErrorStatus) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *ErrorStatus) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
 }
 
 type ListModelsRequest struct {
@@ -669,7 +681,7 @@ var File_embedd_v1_embedd_proto protoreflect.FileDescriptor
 
 const file_embedd_v1_embedd_proto_rawDesc = "" +
 	"\n" +
-	"\x16embedd/v1/embedd.proto\x12\tembedd.v1\"\xfe\x01\n" +
+	"\x16embedd/v1/embedd.proto\x12\tembedd.v1\x1a\x19google/protobuf/any.proto\"\xfe\x01\n" +
 	"\fEmbedRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
 	"\x05texts\x18\x02 \x03(\tR\x05texts\x12\x1a\n" +
@@ -700,10 +712,11 @@ const file_embedd_v1_embedd_proto_rawDesc = "" +
 	"\ftotal_tokens\x18\x05 \x01(\x04R\vtotalTokens\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12,\n" +
-	"\x05error\x18\a \x01(\v2\x16.embedd.v1.ErrorStatusR\x05error\";\n" +
+	"\x05error\x18\a \x01(\v2\x16.embedd.v1.ErrorStatusR\x05error\"k\n" +
 	"\vErrorStatus\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x13\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"\x13\n" +
 	"\x11ListModelsRequest\"B\n" +
 	"\x12ListModelsResponse\x12,\n" +
 	"\x06models\x18\x01 \x03(\v2\x14.embedd.v1.ModelInfoR\x06models\"%\n" +
@@ -761,25 +774,27 @@ var file_embedd_v1_embedd_proto_goTypes = []any{
 	(*ListModelsResponse)(nil), // 6: embedd.v1.ListModelsResponse
 	(*GetModelRequest)(nil),    // 7: embedd.v1.GetModelRequest
 	(*ModelInfo)(nil),          // 8: embedd.v1.ModelInfo
+	(*anypb.Any)(nil),          // 9: google.protobuf.Any
 }
 var file_embedd_v1_embedd_proto_depIdxs = []int32{
 	0, // 0: embedd.v1.EmbedRequest.output_type:type_name -> embedd.v1.OutputType
 	2, // 1: embedd.v1.EmbedResponse.embeddings:type_name -> embedd.v1.Embedding
 	4, // 2: embedd.v1.EmbedResponse.error:type_name -> embedd.v1.ErrorStatus
-	8, // 3: embedd.v1.ListModelsResponse.models:type_name -> embedd.v1.ModelInfo
-	1, // 4: embedd.v1.EmbeddingService.Embed:input_type -> embedd.v1.EmbedRequest
-	1, // 5: embedd.v1.EmbeddingService.EmbedStream:input_type -> embedd.v1.EmbedRequest
-	5, // 6: embedd.v1.EmbeddingService.ListModels:input_type -> embedd.v1.ListModelsRequest
-	7, // 7: embedd.v1.EmbeddingService.GetModel:input_type -> embedd.v1.GetModelRequest
-	3, // 8: embedd.v1.EmbeddingService.Embed:output_type -> embedd.v1.EmbedResponse
-	3, // 9: embedd.v1.EmbeddingService.EmbedStream:output_type -> embedd.v1.EmbedResponse
-	6, // 10: embedd.v1.EmbeddingService.ListModels:output_type -> embedd.v1.ListModelsResponse
-	8, // 11: embedd.v1.EmbeddingService.GetModel:output_type -> embedd.v1.ModelInfo
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9, // 3: embedd.v1.ErrorStatus.details:type_name -> google.protobuf.Any
+	8, // 4: embedd.v1.ListModelsResponse.models:type_name -> embedd.v1.ModelInfo
+	1, // 5: embedd.v1.EmbeddingService.Embed:input_type -> embedd.v1.EmbedRequest
+	1, // 6: embedd.v1.EmbeddingService.EmbedStream:input_type -> embedd.v1.EmbedRequest
+	5, // 7: embedd.v1.EmbeddingService.ListModels:input_type -> embedd.v1.ListModelsRequest
+	7, // 8: embedd.v1.EmbeddingService.GetModel:input_type -> embedd.v1.GetModelRequest
+	3, // 9: embedd.v1.EmbeddingService.Embed:output_type -> embedd.v1.EmbedResponse
+	3, // 10: embedd.v1.EmbeddingService.EmbedStream:output_type -> embedd.v1.EmbedResponse
+	6, // 11: embedd.v1.EmbeddingService.ListModels:output_type -> embedd.v1.ListModelsResponse
+	8, // 12: embedd.v1.EmbeddingService.GetModel:output_type -> embedd.v1.ModelInfo
+	9, // [9:13] is the sub-list for method output_type
+	5, // [5:9] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_embedd_v1_embedd_proto_init() }
