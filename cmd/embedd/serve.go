@@ -46,6 +46,7 @@ type serveConfig struct {
 	defaultModel    string
 	preload         string
 	maxBatchSize    int
+	bulkBatchSize   int
 	maxBatchTokens  int
 	maxQueueDelay   time.Duration
 	queueSize       int
@@ -77,6 +78,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.defaultModel, "model", models.Default, "default model for requests that name none")
 	fs.StringVar(&c.preload, "preload", "", "comma-separated models to load at start besides the default")
 	fs.IntVar(&c.maxBatchSize, "max-batch-size", b.MaxBatchSize, "most texts per model run; 1 disables batching; 0 = device default (CPU 32, CUDA 256)")
+	fs.IntVar(&c.bulkBatchSize, "bulk-batch-size", 0, "most texts per bulk model run (EmbedStream, re-embedding jobs) while online requests arrived in the last second, so an online request waits for a short run; 0 = max-batch-size/4")
 	fs.IntVar(&c.maxBatchTokens, "max-batch-tokens", b.MaxBatchTokens, "most padded tokens (rows x longest) per model run; 0 = device default (CPU 8192, CUDA 65536)")
 	fs.DurationVar(&c.maxQueueDelay, "max-queue-delay", b.MaxQueueDelay, "longest a text waits for its batch to fill, from the batch's first text")
 	fs.IntVar(&c.queueSize, "queue-size", b.QueueSize, "texts waiting per model before RESOURCE_EXHAUSTED")
@@ -246,7 +248,7 @@ func (c *serveConfig) startEngine(ctx context.Context, reg prometheus.Registerer
 	eopts.CacheBytes = c.embedCacheBytes
 	eopts.Batch = batch.Options{
 		MaxBatchSize: c.maxBatchSize, MaxBatchTokens: c.maxBatchTokens, MaxQueueDelay: c.maxQueueDelay,
-		QueueSize: c.queueSize, Workers: c.workers,
+		QueueSize: c.queueSize, Workers: c.workers, BulkBatchSizeWhileOnline: c.bulkBatchSize,
 	}
 	eopts.Tracer = c.trace.Tracer()
 	eopts.Observer = func(model, backend string) batch.Observer { return m.ForModel(model, backend) }

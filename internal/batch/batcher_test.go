@@ -63,13 +63,16 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{MaxBatchSize: 4, MaxBatchTokens: 8192, QueueSize: 4096, Workers: 1, BulkEvery: 8, GroupWindow: 16}
+	want := Options{MaxBatchSize: 4, MaxBatchTokens: 8192, QueueSize: 4096, Workers: 1, BulkEvery: 8, BulkBatchSizeWhileOnline: 1, GroupWindow: 16}
 	o.Observer = nil
 	if o != want {
 		t.Errorf("got %+v; want %+v", o, want)
 	}
 	if o, _ := (Options{MaxBatchSize: 8, GroupWindow: 3}).withDefaults(); o.GroupWindow != 8 {
 		t.Errorf("GroupWindow below MaxBatchSize: got %d; want 8", o.GroupWindow)
+	}
+	if o, _ := (Options{MaxBatchSize: 8, BulkBatchSizeWhileOnline: 64}).withDefaults(); o.BulkBatchSizeWhileOnline != 8 {
+		t.Errorf("BulkBatchSizeWhileOnline above MaxBatchSize: got %d; want 8", o.BulkBatchSizeWhileOnline)
 	}
 }
 
@@ -1040,4 +1043,35 @@ func TestFifo(t *testing.T) {
 // equalRuns compares batches by inputs and start time.
 func equalRuns(got, want []ran) bool {
 	return slices.EqualFunc(got, want, func(a, b ran) bool { return slices.Equal(a.ins, b.ins) && a.at == b.at })
+}
+
+// TestBulkBatchCappedWhileOnline: while Online items arrived within
+// OnlineRecent, Bulk batches take at most BulkBatchSizeWhileOnline items,
+// so an Online arrival waits for a short run; a Bulk backlog alone gets
+// MaxBatchSize again.
+func TestBulkBatchCappedWhileOnline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		b := newBatcher(t, f, Options{MaxBatchSize: 8, BulkBatchSizeWhileOnline: 2})
+		release := hold(t, b, f)
+		bulk := submitAll(b, context.Background(), seq(100, 6), fill(6, 1), Bulk)
+		online := submit(b, context.Background(), 0, 1, Online)
+		release()
+		for _, ch := range []<-chan res{bulk, online} {
+			if r := recv(t, ch); r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		want := [][]int{{0}, {100, 101}, {102, 103}, {104, 105}}
+		if got := f.inputs(); !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("with Online traffic: got batches %v; want %v", got, want)
+		}
+		time.Sleep(2 * OnlineRecent)
+		if r := recv(t, submitAll(b, context.Background(), seq(200, 6), fill(6, 1), Bulk)); r.err != nil {
+			t.Fatal(r.err)
+		}
+		if got := f.inputs(); !slices.Equal(got[len(got)-1], seq(200, 6)) {
+			t.Errorf("Bulk alone: got batches %v; want the last one %v", got, seq(200, 6))
+		}
+	})
 }

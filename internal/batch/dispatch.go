@@ -15,6 +15,7 @@ type dispatcher[In, Out any] struct {
 	streak   int               // Online batches formed in a row while Bulk items waited
 	draining bool              // intake is closed: flush without waiting for MaxQueueDelay
 	last     [2]int            // items in the last batch formed, by Priority; the load it saw
+	online   time.Time         // when the last Online item was queued
 	reported uint64            // depth last passed to Observer.QueueDepth
 	toks     []int             // scratch for pick
 	keys     []uint64          // scratch for pick
@@ -95,6 +96,9 @@ func (d *dispatcher[In, Out]) add(it *item[In, Out]) {
 		next := it.next
 		it.next = nil
 		d.q[it.prio].push(it)
+		if it.prio == Online {
+			d.online = it.enq
+		}
 		it = next
 	}
 }
@@ -123,7 +127,11 @@ func (d *dispatcher[In, Out]) dispatch(now time.Time) time.Time {
 			d.toks = append(d.toks, q.at(i).tokens)
 		}
 		var full bool
-		d.picks, d.keys, full = pick(d.toks, o.MaxBatchSize, o.MaxBatchTokens, !o.DisableLengthGrouping, d.keys, d.picks)
+		size := o.MaxBatchSize
+		if p == Bulk && now.Sub(d.online) < OnlineRecent {
+			size = o.BulkBatchSizeWhileOnline // bound an Online arrival's wait
+		}
+		d.picks, d.keys, full = pick(d.toks, size, o.MaxBatchTokens, !o.DisableLengthGrouping, d.keys, d.picks)
 		if !due && !full {
 			return oldest.Add(o.MaxQueueDelay)
 		}

@@ -118,7 +118,10 @@
 //     ctx ended or Abort was called; none is lost, Shutdown and Abort
 //     included.
 //   - No batch exceeds MaxBatchSize items, nor MaxBatchTokens padded tokens
-//     unless it is a single larger item.
+//     unless it is a single larger item; no Bulk batch formed within
+//     OnlineRecent of an Online arrival exceeds BulkBatchSizeWhileOnline
+//     items (batches are not preempted, so this bounds how long an Online
+//     arrival waits behind Bulk work).
 //
 // # Concurrency
 //

@@ -62,6 +62,13 @@ type Options struct {
 	// BulkEvery Online batches in a row are formed before one Bulk batch.
 	// Default 8, so Bulk gets at least one batch in nine under Online load.
 	BulkEvery int
+	// BulkBatchSizeWhileOnline is the most items in a Bulk batch while
+	// Online traffic is recent (an Online item arrived within OnlineRecent).
+	// A batch is never preempted, so an Online request that arrives during
+	// a Bulk batch waits for it; smaller Bulk batches bound that wait, and
+	// a job running alone still gets MaxBatchSize. Default MaxBatchSize/4
+	// (at least 1); MaxBatchSize turns the cap off.
+	BulkBatchSizeWhileOnline int
 	// GroupWindow is how many of the oldest waiting items of a priority
 	// length grouping chooses from. Default 4*MaxBatchSize; a smaller value is
 	// raised to MaxBatchSize. Larger windows cut more padding but let an item
@@ -110,6 +117,10 @@ func DefaultOptions() Options {
 	}
 }
 
+// OnlineRecent is how long after an Online item arrives Bulk batches stay
+// capped at Options.BulkBatchSizeWhileOnline.
+const OnlineRecent = time.Second
+
 // maxQueueSize keeps each priority's depth within the 32 bits it has in the
 // packed depth counter.
 const maxQueueSize = 1 << 30
@@ -126,6 +137,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"QueueSize", int64(o.QueueSize)},
 		{"Workers", int64(o.Workers)},
 		{"BulkEvery", int64(o.BulkEvery)},
+		{"BulkBatchSizeWhileOnline", int64(o.BulkBatchSizeWhileOnline)},
 		{"GroupWindow", int64(o.GroupWindow)},
 		{"RunTimeout", int64(o.RunTimeout)},
 	} {
@@ -152,6 +164,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BulkEvery == 0 {
 		o.BulkEvery = d.BulkEvery
 	}
+	if o.BulkBatchSizeWhileOnline == 0 {
+		o.BulkBatchSizeWhileOnline = max(1, o.MaxBatchSize/4)
+	}
+	o.BulkBatchSizeWhileOnline = min(o.BulkBatchSizeWhileOnline, o.MaxBatchSize)
 	if o.GroupWindow == 0 {
 		o.GroupWindow = 4 * o.MaxBatchSize
 	}

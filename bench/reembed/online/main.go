@@ -38,10 +38,10 @@ import (
 )
 
 type config struct {
-	embedd, load, model, addr, metricsAddr, out, results, jobFlags string
-	n, rounds, serverChunk                                         int
-	rate, maxRate                                                  float64
-	duration, warmup, ramp                                         time.Duration
+	embedd, load, model, addr, metricsAddr, out, results, jobFlags, serveFlags string
+	n, rounds, serverChunk                                                     int
+	rate, maxRate                                                              float64
+	duration, warmup, ramp                                                     time.Duration
 }
 
 func main() {
@@ -53,6 +53,7 @@ func main() {
 	flag.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9181", "server metrics address")
 	flag.StringVar(&c.out, "out", "bench/out/reembed-online", "raw output directory")
 	flag.StringVar(&c.results, "results", "bench/results", "where reembed-online.json and reembed-online.md go; empty: not written")
+	flag.StringVar(&c.serveFlags, "serve-flags", "", "more flags of the server (space-separated), e.g. --bulk-batch-size=32")
 	flag.StringVar(&c.jobFlags, "job-flags", "--milvus-addr= --redis-addr=", "store flags of the job (space-separated; default: the embedded store in a temporary directory)")
 	flag.IntVar(&c.n, "n", 20000, "texts in the job's corpus (enough to outlast a phase: the job is stopped when the phase ends)")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of the three phases")
@@ -108,6 +109,7 @@ type config2 struct {
 	JobMaxRate  float64 `json:"job_max_rate"`
 	Rounds      int     `json:"rounds"`
 	JobFlags    string  `json:"job_flags"`
+	ServeFlags  string  `json:"serve_flags,omitempty"`
 	ServerChunk int     `json:"server_chunk"`
 }
 
@@ -205,8 +207,9 @@ func startServer(c config, tmp string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(c.embedd, "serve", "--addr", c.addr, "--metrics-addr", c.metricsAddr, "--model", c.model,
-		"--embed-cache-bytes", "0", "--data-dir", filepath.Join(tmp, "server"), "--milvus-addr=", "--redis-addr=", "--features=false")
+	cmd := exec.Command(c.embedd, append([]string{"serve", "--addr", c.addr, "--metrics-addr", c.metricsAddr, "--model", c.model,
+		"--embed-cache-bytes", "0", "--data-dir", filepath.Join(tmp, "server"), "--milvus-addr=", "--redis-addr=", "--features=false"},
+		strings.Fields(c.serveFlags)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -370,7 +373,7 @@ func summarize(c config, phases []phase) result {
 		Date:    time.Now().UTC().Format(time.RFC3339),
 		Machine: machine(),
 		Params: config2{Model: c.model, OnlineRate: c.rate, DurationS: c.duration.Seconds(), JobTexts: c.n, JobMaxRate: c.maxRate,
-			Rounds: c.rounds, JobFlags: c.jobFlags, ServerChunk: c.serverChunk},
+			Rounds: c.rounds, JobFlags: c.jobFlags, ServeFlags: c.serveFlags, ServerChunk: c.serverChunk},
 		Phases: phases,
 		Note: "Ratios pair each phase with the 'alone' phase of the same round (measured a minute apart on the same server). " +
 			"The spread of a ratio over the rounds is the noise; on a shared 2-core machine it can exceed the effect. " +
@@ -430,8 +433,8 @@ func machine() string {
 func markdown(res result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Online latency with and without a re-embedding job\n\n")
-	fmt.Fprintf(&b, "%s; %s. Model %s; online: %g Embed requests/s of one short text (open loop, Poisson), %gs per phase; job: `embedd reembed --server` over %d texts (stores: `%s`), --max-rate %g in the third phase; %d rounds.\n\n",
-		res.Date, res.Machine, res.Params.Model, res.Params.OnlineRate, res.Params.DurationS, res.Params.JobTexts, res.Params.JobFlags, res.Params.JobMaxRate, res.Params.Rounds)
+	fmt.Fprintf(&b, "%s; %s. Model %s; online: %g Embed requests/s of one short text (open loop, Poisson), %gs per phase; job: `embedd reembed --server` over %d texts (stores: `%s`), --max-rate %g in the third phase; %d rounds; server flags: `%s`.\n\n",
+		res.Date, res.Machine, res.Params.Model, res.Params.OnlineRate, res.Params.DurationS, res.Params.JobTexts, res.Params.JobFlags, res.Params.JobMaxRate, res.Params.Rounds, res.Params.ServeFlags)
 	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "| phase\t p50 ms (median)\t p99 ms (median)\t p50 / alone, per round\t p99 / alone, per round\t job items/s\t online errors |")
 	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t--- |")
