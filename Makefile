@@ -89,13 +89,17 @@ vet:
 # The addresses are exported to the tests and benchmarks only: `make serve`
 # uses the embedded store unless EMBEDD_REDIS_ADDR / EMBEDD_MILVUS_ADDR are
 # set in the environment.
-TEST_STORES := EMBEDD_REDIS_ADDR=$${EMBEDD_REDIS_ADDR:-127.0.0.1:6390} EMBEDD_MILVUS_ADDR=$${EMBEDD_MILVUS_ADDR:-127.0.0.1:19530}
+# The Redis Cluster (scripts/redis-cluster.sh: three masters, three
+# replicas on 127.0.0.1:7001-7006) runs the cluster suites.
+TEST_STORES := EMBEDD_REDIS_ADDR=$${EMBEDD_REDIS_ADDR:-127.0.0.1:6390} EMBEDD_MILVUS_ADDR=$${EMBEDD_MILVUS_ADDR:-127.0.0.1:19530} EMBEDD_REDIS_CLUSTER_ADDRS=$${EMBEDD_REDIS_CLUSTER_ADDRS:-127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005,127.0.0.1:7006}
 services:
 	scripts/redis.sh start
+	scripts/redis-cluster.sh start
 	scripts/milvus.sh start
 
 services-stop:
 	-scripts/milvus.sh stop
+	-scripts/redis-cluster.sh stop
 	-scripts/redis.sh stop
 
 # The test command of the README and CI: real runtime, real models, real

@@ -153,7 +153,7 @@ func cmdKeysAll(ctx context.Context, args []string, stdout io.Writer) error {
 
 // rotateFlags are the flags of `keys rotate-features`: serve's, for the
 // stores it rewrites.
-var rotateFlags = []string{"data-dir", "redis-addr", "redis-password", "redis-user", "redis-tls-ca", "redis-tls-cert", "redis-tls-key",
+var rotateFlags = []string{"data-dir", "redis-addr", "redis-cluster", "redis-password", "redis-user", "redis-tls-ca", "redis-tls-cert", "redis-tls-key",
 	"features-dir", "feature-keys", "redis-feature-prefix", "offline-dir", "drift-reference", "allowed-lateness", "as-of-horizon",
 	"feature-state-max-entities", "feature-state-max-bytes"}
 

@@ -46,8 +46,8 @@ func (o *openedFeatures) close() {
 	}
 }
 
-// open builds the features service on Redis (when st.redisAddr is set) or
-// in memory, with its offline layer, drift monitor and background loops.
+// open builds the features service on Redis (when st.redisAddr is set: one
+// node or a Redis Cluster, see storeConfig.redisOptions) or in memory, with its offline layer, drift monitor and background loops.
 func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheus.Registerer, logger *slog.Logger) (_ *openedFeatures, err error) {
 	o := &openedFeatures{}
 	defer func() {
@@ -68,7 +68,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 	opts.Window.AllowedLateness = c.allowedLateness
 	opts.AsOfHorizon, opts.CacheTTL = c.asOfHorizon, c.cacheTTL
 	dataDir := st.dir()
-	var rc *goredis.Client
+	var rc goredis.UniversalClient
 	if st.redisAddr != "" {
 		ropts, err := st.redisOptions()
 		if err != nil {
@@ -77,7 +77,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 		rc = redis.NewClient(ropts)
 		o.closers = append(o.closers, rc.Close)
 		o.probes = append(o.probes, probe{name: "redis (features)", services: []string{featureService}, check: func(ctx context.Context) error {
-			return rc.Ping(ctx).Err()
+			return redis.Ping(ctx, rc)
 		}})
 	}
 	if err := c.openStores(o, rc, dataDir, keys, &opts, logger); err != nil {
@@ -109,7 +109,7 @@ func (c *featureConfig) open(ctx context.Context, st *storeConfig, reg prometheu
 // when rc is set, else in memory (states saved under dataDir); the offline
 // layer under --offline-dir or <dataDir>/offline. keys, if set, seals the
 // states and the sensitive values of snapshots.
-func (c *featureConfig) openStores(o *openedFeatures, rc *goredis.Client, dataDir string, keys *seal.Keyring, opts *service.Options, logger *slog.Logger) error {
+func (c *featureConfig) openStores(o *openedFeatures, rc goredis.UniversalClient, dataDir string, keys *seal.Keyring, opts *service.Options, logger *slog.Logger) error {
 	wcfg, err := service.WindowConfig(opts.Registry, opts.Window, opts.AsOfHorizon)
 	if err != nil {
 		return err
@@ -189,7 +189,7 @@ func (c *featureConfig) exportDrift(o *openedFeatures, reg prometheus.Registerer
 
 // startLoops adds the materializer and the stream consumer to o's
 // background loops, as configured.
-func (c *featureConfig) startLoops(o *openedFeatures, rc *goredis.Client, logger *slog.Logger) error {
+func (c *featureConfig) startLoops(o *openedFeatures, rc goredis.UniversalClient, logger *slog.Logger) error {
 	if c.materializeEvery > 0 {
 		o.run = append(o.run, every(c.materializeEvery, func(ctx context.Context) {
 			path, n, err := o.svc.Materialize(ctx)

@@ -31,6 +31,7 @@ type storeConfig struct {
 	milvusMetric      string
 	milvusConsistency string
 	redisAddr         string
+	redisCluster      bool
 	redisPassword     string
 	redisUser         string
 	redisTLS          clientTLS
@@ -71,7 +72,8 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.milvusIndex, "milvus-index", m.Index, "Milvus index for new collections: HNSW or IVF_SQ8")
 	fs.StringVar(&c.milvusMetric, "milvus-metric", m.Metric, "Milvus metric for new collections: COSINE or IP")
 	fs.StringVar(&c.milvusConsistency, "milvus-consistency", milvus.ConsistencySession, "Milvus read consistency: Session (read-your-writes for this server, ~3 ms searches), Strong (across all clients, one time tick: ~200-400 ms on Milvus 2.3) or Bounded")
-	fs.StringVar(&c.redisAddr, "redis-addr", "", "Redis host:port for the online store; empty uses the embedded store")
+	fs.StringVar(&c.redisAddr, "redis-addr", "", "Redis host:port for the online store and the feature stores; several comma-separated host:port are the seeds of a Redis Cluster; empty uses the embedded store")
+	fs.BoolVar(&c.redisCluster, "redis-cluster", false, "--redis-addr is a Redis Cluster (implied by several addresses): use the cluster client, which follows MOVED/ASK redirections and failovers")
 	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis AUTH password (prefer EMBEDD_REDIS_PASSWORD; never logged)")
 	fs.StringVar(&c.redisUser, "redis-user", "", "Redis ACL user (default: the default user)")
 	fs.StringVar(&c.redisTLS.ca, "redis-tls-ca", "", "PEM CA bundle of the Redis server's certificate: connect over TLS")
@@ -95,14 +97,22 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 
 // redisOptions is the one Redis client configuration of serve: the online
 // store and the feature stores (featureConfig.open) each build their client
-// from it, so both get the same address, password, DB, timeouts, pool size
-// and retries. Each keeps its own client (pool) rather than sharing one: they
+// from it, so both get the same address (one node, or a cluster's seeds
+// with --redis-cluster or several addresses), password, ACL user, TLS,
+// timeouts, pool size and retries. Each keeps its own client (pool) rather than sharing one: they
 // open and close at different times (features first, stores last), and the
 // stream consumer's blocking reads and the feature stores' write bursts then
 // cannot take pooled connections from entity reads and writes.
 func (c *storeConfig) redisOptions() (redis.Options, error) {
 	ro := redis.DefaultOptions()
 	ro.Addr, ro.Username, ro.Password, ro.Prefix = c.redisAddr, c.redisUser, c.redisPassword, c.redisPrefix
+	ro.Cluster = c.redisCluster
+	if c.redisCluster && c.redisAddr == "" {
+		return ro, fmt.Errorf("%w: --redis-cluster needs --redis-addr (the cluster's seed addresses)", errUsage)
+	}
+	if err := ro.Check(); err != nil {
+		return ro, fmt.Errorf("%w: %v", errUsage, err)
+	}
 	if c.redisTLS.ca != "" || c.redisTLS.cert != "" {
 		cfg, err := c.redisTLS.config()
 		if err != nil {

@@ -18,7 +18,7 @@ import (
 // a retry that reaches another replica (a second Service on the same
 // stores) too.
 func TestIngestRetry(t *testing.T) {
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend()} {
 		t.Run(b.name, func(t *testing.T) {
 			opts, clk := testOptions(t, b)
 			clk.Set(t0.Add(10 * time.Minute))
@@ -84,7 +84,7 @@ func TestIngestRetry(t *testing.T) {
 // that, rejects ids it can no longer tell about as too late: never applied
 // twice.
 func TestDedupeBounds(t *testing.T) {
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend()} {
 		t.Run(b.name, func(t *testing.T) {
 			opts, clk := testOptions(t, b)
 			opts.DedupeIDs = 3

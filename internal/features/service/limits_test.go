@@ -68,7 +68,7 @@ func TestLimitsAgree(t *testing.T) {
 		{"before 1970", features.Event{EntityID: "a", Timestamp: at}, features.Event{EntityID: "a", Timestamp: time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)},
 			"timestamp 1969-12-31T23:59:59Z is outside [1970-01-01T00:00:00Z, "},
 	}
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend()} {
 		for _, c := range cases {
 			t.Run(b.name+"/"+c.name, func(t *testing.T) {
 				svc, err := newService(t, b, nil)

@@ -127,7 +127,7 @@ func getSecret(t *testing.T, svc *Service, entity string) (features.Value, error
 // raw rows); reads return it. Without a keyring the same checks find it,
 // so they can fail.
 func TestSensitiveAtRest(t *testing.T) {
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend()} {
 		t.Run(b.name, func(t *testing.T) {
 			dir := t.TempDir()
 			keys := testKeys(t, "k1")
@@ -229,7 +229,7 @@ func rawRows(t *testing.T, path string) []offline.Row {
 // read with no keyring, fails naming the key id; an altered state and a
 // state copied to another entity fail to authenticate.
 func TestSealedStateErrors(t *testing.T) {
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend()} {
 		t.Run(b.name, func(t *testing.T) {
 			dir := t.TempDir()
 			file := filepath.Join(dir, "features", "state.bin")

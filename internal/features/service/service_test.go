@@ -175,7 +175,7 @@ func want(t *testing.T, vals map[string]features.Value, name string, w float64) 
 var null = math.NaN()
 
 func TestService(t *testing.T) {
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend()} {
 		t.Run(b.name, func(t *testing.T) {
 			t.Run("windows ties and bounds", func(t *testing.T) { testWindows(t, b) })
 			t.Run("late and bad events", func(t *testing.T) { testLateAndBad(t, b) })

@@ -15,6 +15,7 @@ import (
 
 	"github.com/embedd/embedd/internal/features/window"
 	"github.com/embedd/embedd/internal/seal"
+	storeredis "github.com/embedd/embedd/internal/store/redis"
 )
 
 // StateStore keeps entity states. UpdateBatch is an atomic
@@ -420,15 +421,10 @@ func (r *Redis) Revisions(ctx context.Context, entities []string) ([]string, err
 	return out, nil
 }
 
-// Scan implements StateStore with SCAN over the prefix.
+// Scan implements StateStore with SCAN over the prefix, on every master of
+// a Redis Cluster in turn (storeredis.ScanKeys).
 func (r *Redis) Scan(ctx context.Context, fn func(string) bool) error {
-	it := r.c.Scan(ctx, 0, r.prefix+"{*}", 512).Iterator()
-	for it.Next(ctx) {
-		k := it.Val()
-		id := k[len(r.prefix)+1 : len(k)-1]
-		if !fn(id) {
-			return nil
-		}
-	}
-	return r.wrap(it.Err())
+	return r.wrap(storeredis.ScanKeys(ctx, r.c, r.prefix+"{*}", 512, func(k string) bool {
+		return fn(k[len(r.prefix)+1 : len(k)-1])
+	}))
 }

@@ -5,14 +5,13 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/embedd/embedd/internal/features"
+	storeredis "github.com/embedd/embedd/internal/store/redis"
 )
 
 var _ Store = (*Redis)(nil)
@@ -257,8 +256,7 @@ func (r *Redis) wrap(err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, goredis.ErrClosed) || errors.Is(err, goredis.ErrPoolTimeout) || strings.Contains(err.Error(), "connection refused") {
+	if storeredis.Transient(err) { // network errors, a cluster in transition
 		return fmt.Errorf("%w: redis: %w", ErrUnavailable, err)
 	}
 	return fmt.Errorf("session: redis: %w", err)
