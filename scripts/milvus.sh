@@ -160,17 +160,21 @@ start)
   install
   prepare
   mkdir -p "$dir/logs" "$dir/run"
+  rm -f "$pidfile"
   (
     cd "$dir"
+    # The server writes its own pid before it execs milvus: $! would be
+    # setsid's when setsid forks, and /proc/PID/exe names milvus only once
+    # the exec chain (sh, nohup) is done.
     DEPLOY_MODE=STANDALONE METRICS_PORT=$metrics_port MILVUS_RUN_DIR=$dir/run \
       LD_LIBRARY_PATH=$dir/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
       MILVUSCONF=$dir/configs \
-      setsid nohup "$dir/bin/milvus" run standalone >"$log" 2>&1 </dev/null &
-    echo $! >"$pidfile"
+      setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec nohup "$@"' "$pidfile" "$dir/bin/milvus" run standalone >"$log" 2>&1 </dev/null &
   )
-  for _ in $(seq 1200); do
+  for i in $(seq 1200); do
     if healthy; then echo "$addr"; exit 0; fi
-    if ! running_pid >/dev/null; then
+    # Give the exec chain 5 s before a missing server counts as exited.
+    if [ "$i" -gt 50 ] && ! running_pid >/dev/null; then
       echo "milvus.sh: milvus exited during start; see $log" >&2
       tail -n 30 "$log" >&2 || true
       exit 1
