@@ -31,13 +31,16 @@ func clusterBackend() backend {
 	per := map[testing.TB]shared{}
 	var mu sync.Mutex
 	return backend{"redis-cluster", func(t testing.TB, cfg window.Config, _ features.Clock) (StateStore, session.Store) {
-		mu.Lock()
-		s, ok := per[t]
-		if !ok {
-			s = shared{c: clusterClient(t), prefix: fmt.Sprintf("embedd-test:f%d:", rand.Uint32())}
-			per[t] = s
-		}
-		mu.Unlock()
+		s := func() shared {
+			mu.Lock()
+			defer mu.Unlock() // clusterClient may end the test (t.Fatal)
+			s, ok := per[t]
+			if !ok {
+				s = shared{c: clusterClient(t), prefix: fmt.Sprintf("embedd-test:f%d:", rand.Uint32())}
+				per[t] = s
+			}
+			return s
+		}()
 		ss, err := session.NewRedis(s.c, session.DefaultConfig(), session.RedisOptions{Prefix: s.prefix + "sess:"})
 		if err != nil {
 			t.Fatal(err)
